@@ -1,0 +1,370 @@
+//! Applying a playbook, and undoing runs.
+//!
+//! Resources are applied in order, each planned against the real target
+//! right before its changes are made (so it sees what earlier resources and
+//! commands really did). Every operation is journaled before it happens; on
+//! the first failure the run is undone from its journal and the error says
+//! so. Handlers run once, at the end, if something they watch changed.
+
+use std::io;
+use std::path::Path;
+
+use crate::change::{Action, Change, Op};
+use crate::error::{Error, RollbackReport};
+use crate::host::{Attrs, FileKind, Host, OnHost};
+use crate::journal::{self, Journal, RunRecord, Status, Store, Undo};
+use crate::plan::{self, Summary};
+use crate::playbook::{Masker, Playbook};
+use crate::resource::exit_text;
+
+/// What the caller hears while an apply runs.
+pub enum Event<'a> {
+    Resource(&'a Change),
+    Handler(&'a Change),
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub run: RunRecord,
+    pub summary: Summary,
+}
+
+/// Apply `playbook` on `host`. With `expect` (a saved plan's fingerprint),
+/// refuse to start if planning now gives a different result.
+pub fn apply(
+    playbook: &Playbook,
+    host: &dyn Host,
+    expect: Option<&str>,
+    on_event: &mut dyn FnMut(Event<'_>),
+) -> Result<Outcome, Error> {
+    let store = Store::new(host);
+    let _lock = store.lock()?;
+    if let Some(run) = store.interrupted()?.into_iter().next_back() {
+        return Err(Error::Interrupted {
+            host: host.name(),
+            run: run.id,
+        });
+    }
+    if let Some(expected) = expect {
+        let now = plan::plan(playbook, host, &mut |_| {})?;
+        if now.fingerprint != expected {
+            return Err(Error::Drift {
+                host: host.name(),
+                detail: "the target (or the playbook) changed since the plan was made".into(),
+            });
+        }
+    }
+    let masker = playbook.masker();
+    let cx = plan::context(host)?;
+    let mut journal = store.begin(&playbook.name)?;
+    let mut summary = Summary::default();
+    let mut notified: Vec<&str> = Vec::new();
+
+    let mut work = || -> Result<(), Error> {
+        for d in &playbook.resources {
+            let delta = d
+                .resource
+                .plan(host, &cx)
+                .map_err(|e| e.in_resource(&d.id))?;
+            for op in &delta.ops {
+                execute(host, &mut journal, &d.id, op, &masker)
+                    .map_err(|e| e.in_resource(&d.id))?;
+            }
+            let change = Change {
+                id: d.id.clone(),
+                kind: d.resource.kind(),
+                delta,
+            };
+            summary.count(change.action());
+            if change.action() != Action::Unchanged {
+                notified.extend(d.notify.iter().map(String::as_str));
+            }
+            on_event(Event::Resource(&change));
+        }
+        for h in playbook
+            .handlers
+            .iter()
+            .filter(|h| notified.contains(&h.id.as_str()))
+        {
+            let delta = h
+                .resource
+                .plan(host, &cx)
+                .map_err(|e| e.in_resource(&h.id))?;
+            for op in &delta.ops {
+                execute(host, &mut journal, &h.id, op, &masker)
+                    .map_err(|e| e.in_resource(&h.id))?;
+            }
+            on_event(Event::Handler(&Change {
+                id: h.id.clone(),
+                kind: h.resource.kind(),
+                delta,
+            }));
+        }
+        Ok(())
+    };
+    match work() {
+        Ok(()) => {
+            let mut record = journal.record.clone();
+            store.set_status(&mut record, Status::Applied)?;
+            Ok(Outcome {
+                run: record,
+                summary,
+            })
+        }
+        Err(e) => {
+            let entries = store.entries(journal.id())?;
+            let report = journal::undo(host, &entries);
+            let mut record = journal.record.clone();
+            let status = if report.complete() {
+                Status::Failed
+            } else {
+                Status::RollbackIncomplete
+            };
+            store.set_status(&mut record, status)?;
+            Err(Error::ApplyFailed {
+                run: record.id,
+                source: Box::new(e),
+                rollback: report,
+            })
+        }
+    }
+}
+
+/// Create the missing ancestors of `path`, each journaled as "was absent".
+fn ensure_parents(
+    host: &dyn Host,
+    j: &mut Journal<'_>,
+    id: &str,
+    path: &Path,
+) -> Result<(), Error> {
+    let mut missing = Vec::new();
+    for anc in path.ancestors().skip(1) {
+        match host.stat(anc).on(host)? {
+            Some(m) if m.kind == FileKind::Dir => break,
+            Some(_) => {
+                return Err(Error::Conflict(format!(
+                    "{} is not a directory",
+                    anc.display()
+                )))
+            }
+            None => missing.push(anc),
+        }
+    }
+    for dir in missing.into_iter().rev() {
+        let step = j.begin(
+            id,
+            Undo::Absent {
+                path: dir.to_path_buf(),
+            },
+        )?;
+        host.mkdir(dir, 0o755).on(host)?;
+        j.done(step)?;
+    }
+    Ok(())
+}
+
+fn execute(
+    host: &dyn Host,
+    j: &mut Journal<'_>,
+    id: &str,
+    op: &Op,
+    masker: &Masker,
+) -> Result<(), Error> {
+    match op {
+        Op::Write {
+            path,
+            content,
+            attrs,
+            ..
+        } => {
+            ensure_parents(host, j, id, path)?;
+            // Record what is there now, not what the plan saw.
+            let undo = match host.stat(path).on(host)? {
+                Some(meta) => {
+                    let old = host.read(path).on(host)?;
+                    let backup = j.backup(j.next_step(), &old)?;
+                    Undo::Restore {
+                        path: path.clone(),
+                        backup,
+                        meta,
+                    }
+                }
+                None => Undo::Absent { path: path.clone() },
+            };
+            let step = j.begin(id, undo)?;
+            host.write(path, content, *attrs).on(host)?;
+            j.done(step)
+        }
+        Op::Mkdir { path, attrs } => {
+            ensure_parents(host, j, id, path)?;
+            let step = j.begin(id, Undo::Absent { path: path.clone() })?;
+            host.mkdir(path, attrs.mode.unwrap_or(0o755)).on(host)?;
+            if attrs.uid.is_some() || attrs.gid.is_some() {
+                host.chown(path, attrs.uid, attrs.gid).on(host)?;
+            }
+            j.done(step)
+        }
+        Op::SetMeta { path, attrs, .. } => {
+            let meta = host
+                .stat(path)
+                .on(host)?
+                .ok_or_else(|| Error::Conflict(format!("{} disappeared", path.display())))?;
+            let step = j.begin(
+                id,
+                Undo::Meta {
+                    path: path.clone(),
+                    meta,
+                },
+            )?;
+            set_attrs(host, path, *attrs)?;
+            j.done(step)
+        }
+        Op::Remove { path, .. } => {
+            let Some(meta) = host.stat(path).on(host)? else {
+                return Ok(());
+            };
+            let saved = j.saved_path(j.next_step());
+            // Moving a directory to another parent rewrites its `..`, which
+            // needs write permission on it: Go's module cache is read-only.
+            let unwritable = meta.kind == FileKind::Dir && meta.mode & 0o200 == 0;
+            let step = j.begin(
+                id,
+                Undo::MoveBack {
+                    path: path.clone(),
+                    saved: saved.clone(),
+                    mode: unwritable.then_some(meta.mode),
+                },
+            )?;
+            if unwritable {
+                host.chmod(path, meta.mode | 0o200).on(host)?;
+            }
+            match host.rename(path, &saved) {
+                Ok(()) => {}
+                Err(e) if e.source.raw_os_error() == Some(nix::libc::EXDEV) => {
+                    copy_tree(host, path, &saved)?;
+                    journal::remove_tree(host, path).on(host)?;
+                }
+                Err(e) => return Err(Error::host(host, e)),
+            }
+            j.done(step)
+        }
+        Op::Run {
+            cmd, display, undo, ..
+        } => {
+            let masked = masker.mask(display);
+            let entry = match undo {
+                Some(u) => Undo::Command {
+                    cmd: u.clone(),
+                    display: masked.clone(),
+                },
+                None => Undo::Irreversible {
+                    display: masked.clone(),
+                },
+            };
+            let step = j.begin(id, entry)?;
+            let out = host.run(cmd).on(host)?;
+            if !out.success() {
+                return Err(Error::CommandFailed {
+                    command: masked,
+                    status: format!("failed ({})", exit_text(out.code)),
+                    stderr: masker.mask(&String::from_utf8_lossy(&out.stderr)),
+                });
+            }
+            j.done(step)
+        }
+    }
+}
+
+fn set_attrs(host: &dyn Host, path: &Path, attrs: Attrs) -> Result<(), Error> {
+    if attrs.uid.is_some() || attrs.gid.is_some() {
+        host.chown(path, attrs.uid, attrs.gid).on(host)?;
+    }
+    if let Some(mode) = attrs.mode {
+        host.chmod(path, mode).on(host)?;
+    }
+    Ok(())
+}
+
+/// Copy a tree through the host (for removals across filesystems).
+fn copy_tree(host: &dyn Host, from: &Path, to: &Path) -> Result<(), Error> {
+    let Some(meta) = host.stat(from).on(host)? else {
+        return Ok(());
+    };
+    match meta.kind {
+        FileKind::Dir => {
+            host.mkdir(to, 0o700).on(host)?;
+            for name in host.list(from).on(host)? {
+                copy_tree(host, &from.join(&name), &to.join(&name))?;
+            }
+            host.chmod(to, meta.mode).on(host)?;
+        }
+        FileKind::File => {
+            let bytes = host.read(from).on(host)?;
+            host.write(
+                to,
+                &bytes,
+                Attrs {
+                    mode: Some(meta.mode),
+                    uid: Some(meta.uid),
+                    gid: Some(meta.gid),
+                },
+            )
+            .on(host)?;
+        }
+        FileKind::Symlink | FileKind::Other => {
+            return Err(Error::host(
+                host,
+                crate::host::HostError::new(
+                    "move across filesystems",
+                    from,
+                    io::Error::new(io::ErrorKind::Unsupported, "special file or symlink"),
+                ),
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// Undo a run: the named one, or the newest that changed something and is
+/// not undone yet.
+pub fn rollback(host: &dyn Host, run: Option<&str>) -> Result<(RunRecord, RollbackReport), Error> {
+    let store = Store::new(host);
+    let _lock = store.lock()?;
+    let mut record = match run {
+        Some(id) => store.record(id)?,
+        None => store
+            .runs()?
+            .into_iter()
+            .rev()
+            .find(|r| {
+                matches!(
+                    r.status,
+                    Status::Applied | Status::Running | Status::RollbackIncomplete
+                ) && !store.entries(&r.id).map(|e| e.is_empty()).unwrap_or(false)
+            })
+            .ok_or_else(|| Error::NoSuchRun {
+                message: format!(
+                    "nothing to roll back on {}: no run that changed something is left",
+                    host.name()
+                ),
+            })?,
+    };
+    if matches!(record.status, Status::RolledBack | Status::Failed) {
+        return Err(Error::NoSuchRun {
+            message: format!(
+                "run {} is already {}",
+                record.id,
+                record.status.describe(false)
+            ),
+        });
+    }
+    let entries = store.entries(&record.id)?;
+    let report = journal::undo(host, &entries);
+    let status = if report.complete() {
+        Status::RolledBack
+    } else {
+        Status::RollbackIncomplete
+    };
+    store.set_status(&mut record, status)?;
+    Ok((record, report))
+}

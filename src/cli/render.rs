@@ -1,0 +1,534 @@
+//! Human and JSON output. Every string printed passes through the
+//! playbook's masker, so sensitive values never reach a terminal or a log.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use fixer::apply::Outcome as ApplyOutcome;
+use fixer::change::{Action, Change, Op};
+use fixer::error::{Error, RollbackReport};
+use fixer::host::{Attrs, Meta};
+use fixer::journal::RunRecord;
+use fixer::plan::{Outcome as PlanOutcome, Summary};
+use fixer::playbook::{Masker, Playbook};
+
+use super::Format;
+
+const RED: &str = "\x1b[31m";
+const GREEN: &str = "\x1b[32m";
+const YELLOW: &str = "\x1b[33m";
+const CYAN: &str = "\x1b[36m";
+const BOLD: &str = "\x1b[1m";
+const RESET: &str = "\x1b[0m";
+
+pub struct Printer {
+    format: Format,
+    color: bool,
+    masker: Masker,
+    json_resources: Vec<Value>,
+    json_handlers: Vec<Value>,
+    header: Value,
+}
+
+fn rollback_hint(id: &str, root: Option<&Path>) -> String {
+    match root {
+        Some(r) => format!("fixer rollback {id} --root {}", r.display()),
+        None => format!("fixer rollback {id}"),
+    }
+}
+
+impl Printer {
+    pub fn new(format: Format, color: bool) -> Self {
+        Printer {
+            format,
+            color,
+            masker: Masker::default(),
+            json_resources: Vec::new(),
+            json_handlers: Vec::new(),
+            header: Value::Null,
+        }
+    }
+
+    fn paint(&self, style: &str, text: &str) -> String {
+        if self.color {
+            format!("{style}{text}{RESET}")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn out(&self, text: &str) {
+        let mut so = std::io::stdout().lock();
+        // A closed pipe (`fixer plan | head`) is not an error worth a panic.
+        let _ = writeln!(so, "{}", self.masker.mask(text));
+    }
+
+    fn emit_json(&self, v: &Value) {
+        let text = serde_json::to_string_pretty(v).unwrap_or_default();
+        self.out(&text);
+    }
+
+    pub fn validated(&mut self, pb: &Playbook) {
+        self.masker = pb.masker();
+        let ids =
+            |v: &[fixer::playbook::Declared]| v.iter().map(|d| d.id.clone()).collect::<Vec<_>>();
+        match self.format {
+            Format::Json => self.emit_json(&json!({
+                "valid": true,
+                "playbook": pb.name,
+                "resources": ids(&pb.resources),
+                "handlers": ids(&pb.handlers),
+            })),
+            Format::Text => self.out(&format!(
+                "{}: valid playbook `{}` ({} resources, {} handlers)",
+                pb.path.display(),
+                pb.name,
+                pb.resources.len(),
+                pb.handlers.len()
+            )),
+        }
+    }
+
+    pub fn plan_header(&mut self, pb: &Playbook, host: &str) {
+        self.masker = pb.masker();
+        self.header = json!({"playbook": pb.name, "host": host});
+        if self.format == Format::Text {
+            self.out(&self.paint(BOLD, &format!("Plan: playbook `{}` on {host}", pb.name)));
+            self.out("");
+        }
+    }
+
+    pub fn apply_header(&mut self, pb: &Playbook, host: &str) {
+        self.masker = pb.masker();
+        self.header = json!({"playbook": pb.name, "host": host});
+        if self.format == Format::Text {
+            self.out(&self.paint(BOLD, &format!("Apply: playbook `{}` on {host}", pb.name)));
+            self.out("");
+        }
+    }
+
+    pub fn note(&self, msg: &str) {
+        match self.format {
+            Format::Text => self.out(msg),
+            Format::Json => eprintln!("{}", self.masker.mask(msg)),
+        }
+    }
+
+    fn action_mark(&self, a: Action) -> String {
+        match a {
+            Action::Add => self.paint(GREEN, "+"),
+            Action::Change => self.paint(YELLOW, "~"),
+            Action::Remove => self.paint(RED, "-"),
+            Action::Unchanged => " ".to_string(),
+        }
+    }
+
+    pub fn change(&mut self, c: &Change, applied: bool) {
+        if self.format == Format::Json {
+            let v = self.change_json(c);
+            self.json_resources.push(v);
+            return;
+        }
+        if c.action() == Action::Unchanged && c.delta.notes.is_empty() {
+            return;
+        }
+        let verb = match (c.action(), applied) {
+            (Action::Add, false) => "add",
+            (Action::Add, true) => "added",
+            (Action::Change, false) => "change",
+            (Action::Change, true) => "changed",
+            (Action::Remove, false) => "remove",
+            (Action::Remove, true) => "removed",
+            (Action::Unchanged, _) => "unchanged",
+        };
+        self.out(&format!(
+            "{} {} ({verb})",
+            self.action_mark(c.action()),
+            self.paint(BOLD, &c.id)
+        ));
+        for note in &c.delta.notes {
+            self.out(&format!("    {note}"));
+        }
+        for op in &c.delta.ops {
+            for line in self.op_lines(op, applied) {
+                self.out(&format!("    {line}"));
+            }
+        }
+        self.out("");
+    }
+
+    pub fn handler(&mut self, c: &Change, applied: bool) {
+        if self.format == Format::Json {
+            let v = self.change_json(c);
+            self.json_handlers.push(v);
+            return;
+        }
+        let verb = if applied { "ran" } else { "would run" };
+        self.out(&format!(
+            "{} handler {} ({verb})",
+            self.paint(YELLOW, "!"),
+            self.paint(BOLD, &c.id)
+        ));
+        for op in &c.delta.ops {
+            for line in self.op_lines(op, applied) {
+                self.out(&format!("    {line}"));
+            }
+        }
+        self.out("");
+    }
+
+    fn diff_lines(&self, path: &Path, before: Option<&[u8]>, after: &[u8]) -> Vec<String> {
+        let text = |b: &[u8]| std::str::from_utf8(b).ok().map(|s| self.masker.mask(s));
+        let (Some(old), Some(new)) = (before.map_or(Some(String::new()), text), text(after)) else {
+            return vec![format!(
+                "binary content: {} bytes -> {} bytes",
+                before.map_or(0, <[u8]>::len),
+                after.len()
+            )];
+        };
+        let from = if before.is_some() {
+            path.display().to_string()
+        } else {
+            "/dev/null".to_string()
+        };
+        let diff = similar::TextDiff::from_lines(&old, &new);
+        let unified = diff
+            .unified_diff()
+            .context_radius(3)
+            .header(&from, &path.display().to_string())
+            .to_string();
+        let mut lines: Vec<String> = unified
+            .lines()
+            .map(|l| {
+                let style = if l.starts_with("+++") || l.starts_with("---") {
+                    BOLD
+                } else if l.starts_with('+') {
+                    GREEN
+                } else if l.starts_with('-') {
+                    RED
+                } else if l.starts_with("@@") {
+                    CYAN
+                } else {
+                    ""
+                };
+                if style.is_empty() {
+                    l.to_string()
+                } else {
+                    self.paint(style, l)
+                }
+            })
+            .collect();
+        if !old.is_empty() && !old.ends_with('\n') || !new.is_empty() && !new.ends_with('\n') {
+            lines.push("\\ No newline at end of file".to_string());
+        }
+        lines
+    }
+
+    fn attr_text(before: Option<&Meta>, attrs: &Attrs) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(m) = attrs.mode {
+            parts.push(match before {
+                Some(b) => format!("mode {:04o} -> {m:04o}", b.mode),
+                None => format!("mode {m:04o}"),
+            });
+        }
+        if let Some(u) = attrs.uid {
+            parts.push(match before {
+                Some(b) => format!("owner {} -> {u}", b.uid),
+                None => format!("owner {u}"),
+            });
+        }
+        if let Some(g) = attrs.gid {
+            parts.push(match before {
+                Some(b) => format!("group {} -> {g}", b.gid),
+                None => format!("group {g}"),
+            });
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+
+    fn op_lines(&self, op: &Op, applied: bool) -> Vec<String> {
+        match op {
+            Op::Write {
+                path,
+                before,
+                content,
+                attrs,
+            } => {
+                let mut lines =
+                    self.diff_lines(path, before.as_ref().map(|(b, _)| b.as_slice()), content);
+                if let Some(a) = Self::attr_text(before.as_ref().map(|(_, m)| m), attrs) {
+                    lines.push(format!("{}: {a}", path.display()));
+                }
+                lines
+            }
+            Op::Mkdir { path, attrs } => {
+                let extra = Self::attr_text(None, attrs)
+                    .map(|a| format!(" ({a})"))
+                    .unwrap_or_default();
+                vec![self.paint(
+                    GREEN,
+                    &format!("create directory {}{extra}", path.display()),
+                )]
+            }
+            Op::SetMeta {
+                path,
+                before,
+                attrs,
+            } => {
+                vec![format!(
+                    "{}: {}",
+                    path.display(),
+                    Self::attr_text(Some(before), attrs).unwrap_or_default()
+                )]
+            }
+            Op::Remove { path, before } => {
+                let what = match before.kind {
+                    fixer::host::FileKind::Dir => "directory and everything in it",
+                    fixer::host::FileKind::Symlink => "symlink",
+                    _ => "file",
+                };
+                vec![self.paint(
+                    RED,
+                    &format!("remove {} ({what}; kept for rollback)", path.display()),
+                )]
+            }
+            Op::Run {
+                display, reason, ..
+            } => {
+                let verb = if applied { "ran" } else { "run" };
+                vec![format!("{verb}: {display}"), format!("because: {reason}")]
+            }
+        }
+    }
+
+    fn op_json(&self, op: &Op) -> Value {
+        match op {
+            Op::Write {
+                path,
+                before,
+                content,
+                attrs,
+            } => json!({
+                "op": "write", "path": path, "new": before.is_none(),
+                "diff": self.diff_lines_plain(path, before.as_ref().map(|(b, _)| b.as_slice()), content),
+                "mode": attrs.mode.map(|m| format!("{m:04o}")), "uid": attrs.uid, "gid": attrs.gid,
+            }),
+            Op::Mkdir { path, attrs } => json!({
+                "op": "mkdir", "path": path, "mode": attrs.mode.map(|m| format!("{m:04o}")), "uid": attrs.uid, "gid": attrs.gid,
+            }),
+            Op::SetMeta {
+                path,
+                before,
+                attrs,
+            } => json!({
+                "op": "set_meta", "path": path,
+                "before": {"mode": format!("{:04o}", before.mode), "uid": before.uid, "gid": before.gid},
+                "mode": attrs.mode.map(|m| format!("{m:04o}")), "uid": attrs.uid, "gid": attrs.gid,
+            }),
+            Op::Remove { path, before } => {
+                json!({"op": "remove", "path": path, "kind": before.kind})
+            }
+            Op::Run {
+                display, reason, ..
+            } => json!({"op": "run", "command": display, "reason": reason}),
+        }
+    }
+
+    fn diff_lines_plain(&self, path: &Path, before: Option<&[u8]>, after: &[u8]) -> String {
+        let plain = Printer {
+            masker: self.masker.clone(),
+            ..Printer::new(self.format, false)
+        };
+        plain.diff_lines(path, before, after).join("\n")
+    }
+
+    fn change_json(&self, c: &Change) -> Value {
+        json!({
+            "id": c.id,
+            "type": c.kind,
+            "action": c.action(),
+            "operations": c.delta.ops.iter().map(|o| self.op_json(o)).collect::<Vec<_>>(),
+            "notes": c.delta.notes,
+        })
+    }
+
+    fn summary_line(s: &Summary) -> String {
+        format!(
+            "{} to add, {} to change, {} to remove, {} unchanged.",
+            s.add, s.change, s.remove, s.unchanged
+        )
+    }
+
+    pub fn plan_footer(&mut self, o: &PlanOutcome, root: Option<&Path>) {
+        for run in &o.interrupted {
+            eprintln!(
+                "warning: run {} ({}) on this target was interrupted before it finished; roll it back with `{}`",
+                run.id,
+                run.playbook,
+                rollback_hint(&run.id, root)
+            );
+        }
+        match self.format {
+            Format::Json => {
+                for h in &o.handlers {
+                    let v = self.change_json(h);
+                    self.json_handlers.push(v);
+                }
+                let mut v = self.header.clone();
+                v["resources"] = Value::Array(std::mem::take(&mut self.json_resources));
+                v["handlers"] = Value::Array(std::mem::take(&mut self.json_handlers));
+                v["summary"] = json!(o.summary);
+                v["changes"] = json!(o.has_changes());
+                v["interrupted_runs"] =
+                    json!(o.interrupted.iter().map(|r| &r.id).collect::<Vec<_>>());
+                self.emit_json(&v);
+            }
+            Format::Text => {
+                for h in &o.handlers {
+                    self.handler(h, false);
+                }
+                if !o.has_changes() {
+                    self.out("No changes: the target matches the playbook.");
+                }
+                self.out(&self.paint(BOLD, &format!("Plan: {}", Self::summary_line(&o.summary))));
+            }
+        }
+    }
+
+    pub fn applied(&mut self, o: &ApplyOutcome, root: Option<&Path>) {
+        let s = &o.summary;
+        match self.format {
+            Format::Json => {
+                let mut v = self.header.clone();
+                v["run"] = json!(o.run.id);
+                v["status"] = json!(o.run.status);
+                v["resources"] = Value::Array(std::mem::take(&mut self.json_resources));
+                v["handlers"] = Value::Array(std::mem::take(&mut self.json_handlers));
+                v["summary"] = json!(s);
+                self.emit_json(&v);
+            }
+            Format::Text => {
+                if !s.has_changes() && o.run.changes == 0 {
+                    self.out("No changes: the target already matches the playbook.");
+                }
+                self.out(&self.paint(
+                    BOLD,
+                    &format!(
+                        "Apply complete: {} added, {} changed, {} removed, {} unchanged.",
+                        s.add, s.change, s.remove, s.unchanged
+                    ),
+                ));
+                if o.run.changes > 0 {
+                    self.out(&format!(
+                        "Run {} recorded; undo it with `{}`.",
+                        o.run.id,
+                        rollback_hint(&o.run.id, root)
+                    ));
+                }
+            }
+        }
+    }
+
+    pub fn rolled_back(&self, r: &RunRecord, report: &RollbackReport) {
+        match self.format {
+            Format::Json => self.emit_json(&json!({
+                "run": r.id, "playbook": r.playbook, "status": r.status,
+                "undone": report.undone, "failures": report.failures, "not_undoable": report.not_undoable,
+            })),
+            Format::Text => {
+                for n in &report.not_undoable {
+                    eprintln!("warning: {}", self.masker.mask(n));
+                }
+                if report.complete() {
+                    self.out(&format!(
+                        "Rolled back run {} (playbook `{}`): {} changes undone.",
+                        r.id, r.playbook, report.undone
+                    ));
+                } else {
+                    for f in &report.failures {
+                        eprintln!("error: {}", self.masker.mask(f));
+                    }
+                    eprintln!(
+                        "error: rollback of run {} is incomplete ({} undone, {} failed); fix the cause and run `fixer rollback {}` again",
+                        r.id,
+                        report.undone,
+                        report.failures.len(),
+                        r.id
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn history(&self, runs: &[RunRecord], busy: bool) {
+        let status = |r: &RunRecord| r.status.describe(!busy).to_string();
+        match self.format {
+            Format::Json => self.emit_json(&json!(runs
+                .iter()
+                .map(
+                    |r| json!({"id": r.id, "playbook": r.playbook, "started": r.started,
+                    "finished": r.finished, "status": status(r), "changes": r.changes})
+                )
+                .collect::<Vec<_>>())),
+            Format::Text => {
+                if runs.is_empty() {
+                    self.out("No runs recorded on this target.");
+                    return;
+                }
+                self.out(&format!(
+                    "{:<24} {:<20} {:>7}  {:<28} PLAYBOOK",
+                    "RUN", "STATUS", "CHANGES", "STARTED"
+                ));
+                for r in runs.iter().rev() {
+                    self.out(&format!(
+                        "{:<24} {:<20} {:>7}  {:<28} {}",
+                        r.id,
+                        status(r),
+                        r.changes,
+                        r.started,
+                        r.playbook
+                    ));
+                }
+            }
+        }
+    }
+
+    pub fn error(&self, e: &Error) {
+        let mut text = format!("error: {e}");
+        if let Error::ApplyFailed { run, rollback, .. } = e {
+            for n in &rollback.not_undoable {
+                text.push_str(&format!("\nwarning: {n}"));
+            }
+            if rollback.complete() {
+                text.push_str(&format!(
+                    "\nRolled back run {run}: {} changes undone; the target is as it was before this apply.",
+                    rollback.undone
+                ));
+            } else {
+                for f in &rollback.failures {
+                    text.push_str(&format!("\nerror: could not undo {f}"));
+                }
+                text.push_str(&format!(
+                    "\nROLLBACK INCOMPLETE for run {run}: {} undone, {} failed. Fix the cause, then run `fixer rollback {run}`.",
+                    rollback.undone,
+                    rollback.failures.len()
+                ));
+            }
+        }
+        let text = self.masker.mask(&text);
+        match self.format {
+            Format::Json => {
+                let mut v = json!({"error": text});
+                if let Error::ApplyFailed { run, rollback, .. } = e {
+                    v["run"] = json!(run);
+                    v["rolled_back"] = json!(rollback.complete());
+                }
+                self.emit_json(&v);
+            }
+            Format::Text => eprintln!("{text}"),
+        }
+    }
+}

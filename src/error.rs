@@ -1,0 +1,156 @@
+//! The library's one error type. Every variant carries what the user needs to
+//! act on it (file, line, field, host, run); the CLI renders it once.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::host::HostError;
+
+/// A place in a playbook (or vars / plan file) the user can jump to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    /// Dotted path of the offending field, e.g. `resource[2].mode`.
+    pub field: Option<String>,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)?;
+        if let Some(field) = &self.field {
+            write!(f, ": field `{field}`")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Malformed playbook, vars file or saved plan.
+    #[error("{at}: {message}")]
+    Input { at: Location, message: String },
+
+    /// A file on the controlling machine (playbook, template, vars, plan).
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("cannot write {}: {source}", path.display())]
+    WriteLocal {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Bad command-line input that has no file location.
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("on {host}: {source}")]
+    Host {
+        host: String,
+        #[source]
+        source: HostError,
+    },
+
+    /// A resource could not be planned or applied.
+    #[error("resource `{id}`: {source}")]
+    Resource {
+        id: String,
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// The resource's desired state cannot be reached on this target
+    /// (missing user, a directory where a file is wanted...).
+    #[error("{0}")]
+    Conflict(String),
+
+    #[error("command `{command}` {status}{}", stderr_tail(stderr))]
+    CommandFailed {
+        command: String,
+        status: String,
+        stderr: String,
+    },
+
+    #[error("another fixer apply or rollback holds the lock on {host} ({lock})")]
+    Locked { host: String, lock: String },
+
+    #[error(
+        "run {run} on {host} was interrupted before it finished; \
+         roll it back first with `fixer rollback {run}`"
+    )]
+    Interrupted { host: String, run: String },
+
+    #[error("the saved plan no longer matches {host}: {detail}; run `fixer plan` again")]
+    Drift { host: String, detail: String },
+
+    #[error("{message}")]
+    NoSuchRun { message: String },
+
+    /// An apply failed and was rolled back (fully, or not: see `rollback`).
+    #[error("{source}")]
+    ApplyFailed {
+        run: String,
+        #[source]
+        source: Box<Error>,
+        rollback: RollbackReport,
+    },
+
+    /// A state file of ours under var/lib/fixer could not be understood.
+    #[error("corrupt run record {}: {message}", path.display())]
+    Journal { path: PathBuf, message: String },
+}
+
+/// What undoing a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RollbackReport {
+    /// Changes restored.
+    pub undone: usize,
+    /// Changes that could not be restored, each with the reason.
+    pub failures: Vec<String>,
+    /// Commands that ran and declare no `undo`: reported, not reversed.
+    pub not_undoable: Vec<String>,
+}
+
+impl RollbackReport {
+    pub fn complete(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+fn stderr_tail(stderr: &str) -> String {
+    let trimmed = stderr.trim_end();
+    if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!(":\n{trimmed}")
+    }
+}
+
+impl Error {
+    pub fn host(host: &dyn crate::host::Host, source: HostError) -> Self {
+        Error::Host {
+            host: host.name(),
+            source,
+        }
+    }
+
+    pub fn in_resource(self, id: &str) -> Self {
+        match self {
+            e @ Error::Resource { .. } => e,
+            other => Error::Resource {
+                id: id.to_string(),
+                source: Box::new(other),
+            },
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,339 @@
+//! The machine fixer runs on, optionally seen through `--root DIR`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use super::{Attrs, Cmd, FileKind, Host, HostError, HostLock, HostResult, Meta, Output};
+
+/// The local machine. With a root, every target path `/x` means `root/x`,
+/// commands run here with their working directory mapped, and users and
+/// groups resolve through `root/etc/passwd` and `root/etc/group` when those
+/// exist (as `netplan generate --root-dir` and `useradd --root` do).
+#[derive(Debug, Clone)]
+pub struct LocalHost {
+    root: Option<PathBuf>,
+}
+
+struct LocalLock(#[allow(dead_code)] Flock<File>);
+impl HostLock for LocalLock {}
+
+impl LocalHost {
+    pub fn new(root: Option<PathBuf>) -> Self {
+        LocalHost { root }
+    }
+
+    pub fn root(&self) -> Option<&Path> {
+        self.root.as_deref()
+    }
+
+    /// Map a target path to a path on this machine. `..` components are
+    /// resolved lexically and never climb above the root.
+    pub fn map(&self, path: &Path) -> PathBuf {
+        let Some(root) = &self.root else {
+            return path.to_path_buf();
+        };
+        let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+        for c in path.components() {
+            match c {
+                Component::Normal(p) => parts.push(p),
+                Component::ParentDir => {
+                    parts.pop();
+                }
+                Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            }
+        }
+        let mut mapped = root.clone();
+        mapped.extend(parts);
+        mapped
+    }
+
+    fn lookup_account(&self, file: &str, name: &str) -> HostResult<Option<u32>> {
+        let table = self.root.as_ref().map(|r| r.join("etc").join(file));
+        if let Some(table) = table.filter(|t| t.exists()) {
+            let text = fs::read_to_string(&table).map_err(|e| HostError::new("read", &table, e))?;
+            return Ok(parse_account_table(&text, name));
+        }
+        let found = if file == "passwd" {
+            nix::unistd::User::from_name(name).map(|u| u.map(|u| u.uid.as_raw()))
+        } else {
+            nix::unistd::Group::from_name(name).map(|g| g.map(|g| g.gid.as_raw()))
+        };
+        found.map_err(|e| HostError::new("look up", Path::new(name), e.into()))
+    }
+}
+
+/// Find `name` in a passwd- or group-format table; the id is the third field.
+fn parse_account_table(text: &str, name: &str) -> Option<u32> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[0] == name)
+        .and_then(|f| f[2].parse().ok())
+}
+
+fn meta_of(m: &fs::Metadata) -> Meta {
+    let ft = m.file_type();
+    let kind = if ft.is_symlink() {
+        FileKind::Symlink
+    } else if ft.is_dir() {
+        FileKind::Dir
+    } else if ft.is_file() {
+        FileKind::File
+    } else {
+        FileKind::Other
+    };
+    Meta {
+        kind,
+        mode: m.mode() & 0o7777,
+        uid: m.uid(),
+        gid: m.gid(),
+        size: m.size(),
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Host for LocalHost {
+    fn name(&self) -> String {
+        match &self.root {
+            Some(r) => format!("localhost (root {})", r.display()),
+            None => "localhost".to_string(),
+        }
+    }
+
+    fn home(&self) -> HostResult<PathBuf> {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .filter(|h| h.is_absolute())
+            .ok_or_else(|| {
+                HostError::new(
+                    "resolve ~ from $HOME",
+                    Path::new("~"),
+                    io::Error::new(io::ErrorKind::NotFound, "HOME is unset or not absolute"),
+                )
+            })
+    }
+
+    fn stat(&self, path: &Path) -> HostResult<Option<Meta>> {
+        match fs::symlink_metadata(self.map(path)) {
+            Ok(m) => Ok(Some(meta_of(&m))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            // A file under a regular file ("not a directory") does not exist either.
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENOTDIR) => Ok(None),
+            Err(e) => Err(HostError::new("stat", path, e)),
+        }
+    }
+
+    fn read(&self, path: &Path) -> HostResult<Vec<u8>> {
+        fs::read(self.map(path)).map_err(|e| HostError::new("read", path, e))
+    }
+
+    fn list(&self, dir: &Path) -> HostResult<Vec<String>> {
+        let rd = fs::read_dir(self.map(dir)).map_err(|e| HostError::new("list", dir, e))?;
+        let mut names = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(|e| HostError::new("list", dir, e))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn write(&self, path: &Path, content: &[u8], attrs: Attrs) -> HostResult<()> {
+        let real = self.map(path);
+        let err = |e| HostError::new("write", path, e);
+        let dir = real.parent().ok_or_else(|| {
+            err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "path has no parent directory",
+            ))
+        })?;
+        let existing = match fs::metadata(&real) {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(err(e)),
+        };
+        let name = real
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}.fixer-"))
+            .tempfile_in(dir)
+            .map_err(err)?;
+        tmp.write_all(content).map_err(err)?;
+        let mode = attrs
+            .mode
+            .or(existing.as_ref().map(|m| m.mode() & 0o7777))
+            .unwrap_or(0o644);
+        let uid = attrs.uid.or(existing.as_ref().map(|m| m.uid()));
+        let gid = attrs.gid.or(existing.as_ref().map(|m| m.gid()));
+        let tmp_meta = tmp.as_file().metadata().map_err(err)?;
+        if uid.is_some_and(|u| u != tmp_meta.uid()) || gid.is_some_and(|g| g != tmp_meta.gid()) {
+            std::os::unix::fs::fchown(tmp.as_file(), uid, gid).map_err(err)?;
+        }
+        // After chown: chown clears setuid/setgid bits.
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(err)?;
+        tmp.as_file().sync_all().map_err(err)?;
+        tmp.persist(&real).map_err(|e| err(e.error))?;
+        sync_dir(dir).map_err(err)
+    }
+
+    fn append(&self, path: &Path, content: &[u8]) -> HostResult<()> {
+        let err = |e| HostError::new("append to", path, e);
+        let mut f = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(self.map(path))
+            .map_err(err)?;
+        f.write_all(content).map_err(err)?;
+        f.sync_data().map_err(err)
+    }
+
+    fn mkdir(&self, path: &Path, mode: u32) -> HostResult<()> {
+        let real = self.map(path);
+        let err = |e| HostError::new("create directory", path, e);
+        fs::create_dir(&real).map_err(err)?;
+        // Set explicitly: create_dir is subject to the umask.
+        fs::set_permissions(&real, fs::Permissions::from_mode(mode)).map_err(err)?;
+        if let Some(parent) = real.parent() {
+            sync_dir(parent).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    fn chmod(&self, path: &Path, mode: u32) -> HostResult<()> {
+        fs::set_permissions(self.map(path), fs::Permissions::from_mode(mode))
+            .map_err(|e| HostError::new("chmod", path, e))
+    }
+
+    fn chown(&self, path: &Path, uid: Option<u32>, gid: Option<u32>) -> HostResult<()> {
+        std::os::unix::fs::lchown(self.map(path), uid, gid)
+            .map_err(|e| HostError::new("chown", path, e))
+    }
+
+    fn remove(&self, path: &Path) -> HostResult<()> {
+        let real = self.map(path);
+        let is_dir = fs::symlink_metadata(&real)
+            .map(|m| m.is_dir())
+            .map_err(|e| HostError::new("remove", path, e))?;
+        let res = if is_dir {
+            fs::remove_dir(&real)
+        } else {
+            fs::remove_file(&real)
+        };
+        res.map_err(|e| HostError::new("remove", path, e))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> HostResult<()> {
+        let real_to = self.map(to);
+        fs::rename(self.map(from), &real_to).map_err(|e| HostError::new("move", from, e))?;
+        if let Some(parent) = real_to.parent() {
+            sync_dir(parent).map_err(|e| HostError::new("move", from, e))?;
+        }
+        Ok(())
+    }
+
+    fn run(&self, cmd: &Cmd) -> HostResult<Output> {
+        let program = cmd.argv.first().ok_or_else(|| {
+            HostError::new(
+                "run",
+                Path::new(""),
+                io::Error::new(io::ErrorKind::InvalidInput, "empty command"),
+            )
+        })?;
+        let mut c = Command::new(program);
+        c.args(&cmd.argv[1..]).stdin(Stdio::null());
+        c.envs(cmd.env.iter().map(|(k, v)| (k, v)));
+        if let Some(root) = &self.root {
+            c.env("FIXER_ROOT", root);
+        }
+        match (&cmd.cwd, &self.root) {
+            (Some(cwd), _) => {
+                c.current_dir(self.map(cwd));
+            }
+            (None, Some(root)) => {
+                c.current_dir(root);
+            }
+            (None, None) => {}
+        }
+        let out = c
+            .output()
+            .map_err(|e| HostError::new("run", Path::new(program), e))?;
+        Ok(Output {
+            code: out.status.code(),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    }
+
+    fn lock(&self, path: &Path) -> HostResult<Box<dyn HostLock>> {
+        let err = |e| HostError::new("lock", path, e);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(self.map(path))
+            .map_err(err)?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Ok(Box::new(LocalLock(lock))),
+            Err((_, errno)) => Err(err(io::Error::from(errno))),
+        }
+    }
+
+    fn lock_held(&self, path: &Path) -> HostResult<bool> {
+        let file = match File::open(self.map(path)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(HostError::new("check lock", path, e)),
+        };
+        match Flock::lock(file, FlockArg::LockSharedNonblock) {
+            Ok(_probe) => Ok(false),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(true),
+            Err((_, errno)) => Err(HostError::new("check lock", path, errno.into())),
+        }
+    }
+
+    fn user_id(&self, name: &str) -> HostResult<Option<u32>> {
+        self.lookup_account("passwd", name)
+    }
+
+    fn group_id(&self, name: &str) -> HostResult<Option<u32>> {
+        self.lookup_account("group", name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_keeps_paths_inside_root() {
+        let h = LocalHost::new(Some(PathBuf::from("/r")));
+        assert_eq!(h.map(Path::new("/etc/x")), PathBuf::from("/r/etc/x"));
+        assert_eq!(h.map(Path::new("/../../etc/x")), PathBuf::from("/r/etc/x"));
+        assert_eq!(h.map(Path::new("/a/../b")), PathBuf::from("/r/b"));
+        let plain = LocalHost::new(None);
+        assert_eq!(plain.map(Path::new("/etc/x")), PathBuf::from("/etc/x"));
+    }
+
+    #[test]
+    fn account_table_lookup() {
+        let t = "# comment\nroot:x:0:0::/root:/bin/sh\napp:x:1001:1001::/srv:/bin/sh\n";
+        assert_eq!(parse_account_table(t, "app"), Some(1001));
+        assert_eq!(parse_account_table(t, "root"), Some(0));
+        assert_eq!(parse_account_table(t, "nobody"), None);
+    }
+}

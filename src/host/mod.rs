@@ -1,0 +1,159 @@
+//! The machine fixer acts on.
+//!
+//! `Host` is the only way the engine touches a target: planner, executor,
+//! journal and resources all go through it, so the same code runs on the
+//! local machine, on a `--root` image and (later) over SSH. Every path given
+//! to a `Host` is a path *on the target*; mapping it (for `--root`) is the
+//! host's business, never the caller's.
+
+mod local;
+mod overlay;
+pub mod walk;
+
+pub use local::LocalHost;
+pub use overlay::Overlay;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// What kind of filesystem object a path is. Symlinks are never followed by
+/// `stat`, so a link is reported as a link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+/// The attributes of a path that fixer manages and restores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    pub kind: FileKind,
+    /// Permission bits including setuid/setgid/sticky (`0o7777`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+}
+
+/// Attributes a write or mkdir should set; `None` keeps what is there (or the
+/// default for a new path).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attrs {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+impl Attrs {
+    pub fn is_empty(&self) -> bool {
+        self.mode.is_none() && self.uid.is_none() && self.gid.is_none()
+    }
+}
+
+/// A command to run on the target: an argv vector, never a shell line built
+/// by fixer. A user's own shell line arrives as `["/bin/sh", "-c", line]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cmd {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Working directory, a target path.
+    pub cwd: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    /// Exit code; `None` when the command was killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// A failed host operation, naming the operation and the target path.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {op} {}: {source}", path.display())]
+pub struct HostError {
+    pub op: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl HostError {
+    pub fn new(op: &'static str, path: &Path, source: std::io::Error) -> Self {
+        HostError {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub fn kind(&self) -> std::io::ErrorKind {
+        self.source.kind()
+    }
+}
+
+pub type HostResult<T> = Result<T, HostError>;
+
+/// An exclusive lock held on the target until dropped (or until the process
+/// holding it dies, so a killed apply never leaves a stale lock behind).
+pub trait HostLock: Send {}
+
+/// A target machine. Implementations: [`LocalHost`] (optionally rooted at a
+/// directory), [`Overlay`] (a plan-time simulation on top of another host).
+///
+/// Contract every implementation keeps:
+/// - `stat` does not follow symlinks and returns `Ok(None)` for a missing path;
+/// - `write` is atomic: readers see the old or the new content, never a mix
+///   (temp file in the same directory, fsync, rename, fsync of the directory),
+///   and keeps the existing mode and owner unless `attrs` sets them;
+/// - `append` returns only once the bytes are durable (journals rely on it);
+/// - `list` returns entry names sorted, without `.` and `..`.
+pub trait Host: Send + Sync {
+    /// Human name for messages: `localhost`, `localhost (root /mnt/img)`.
+    fn name(&self) -> String;
+    /// Home directory of the user fixer acts as on the target (a target path).
+    fn home(&self) -> HostResult<PathBuf>;
+    fn stat(&self, path: &Path) -> HostResult<Option<Meta>>;
+    fn read(&self, path: &Path) -> HostResult<Vec<u8>>;
+    fn list(&self, dir: &Path) -> HostResult<Vec<String>>;
+    fn write(&self, path: &Path, content: &[u8], attrs: Attrs) -> HostResult<()>;
+    fn append(&self, path: &Path, content: &[u8]) -> HostResult<()>;
+    /// Create one directory (the parent must exist).
+    fn mkdir(&self, path: &Path, mode: u32) -> HostResult<()>;
+    fn chmod(&self, path: &Path, mode: u32) -> HostResult<()>;
+    /// Change owner and/or group without following a final symlink.
+    fn chown(&self, path: &Path, uid: Option<u32>, gid: Option<u32>) -> HostResult<()>;
+    /// Remove a file, a symlink or an empty directory.
+    fn remove(&self, path: &Path) -> HostResult<()>;
+    fn rename(&self, from: &Path, to: &Path) -> HostResult<()>;
+    fn run(&self, cmd: &Cmd) -> HostResult<Output>;
+    /// Take the exclusive lock at `path` (created if missing) without
+    /// waiting; `ErrorKind::WouldBlock` when another process holds it.
+    fn lock(&self, path: &Path) -> HostResult<Box<dyn HostLock>>;
+    /// Whether some process holds the lock at `path`; never creates it.
+    fn lock_held(&self, path: &Path) -> HostResult<bool>;
+    /// Resolve a user name on the target (`None` when it has no such user).
+    fn user_id(&self, name: &str) -> HostResult<Option<u32>>;
+    fn group_id(&self, name: &str) -> HostResult<Option<u32>>;
+}
+
+/// Attach the host's name to a host error, turning it into the library error.
+pub trait OnHost<T> {
+    fn on(self, host: &dyn Host) -> Result<T, crate::error::Error>;
+}
+
+impl<T> OnHost<T> for HostResult<T> {
+    fn on(self, host: &dyn Host) -> Result<T, crate::error::Error> {
+        self.map_err(|e| crate::error::Error::host(host, e))
+    }
+}

@@ -1,0 +1,475 @@
+//! Runs recorded on the target, under `/var/lib/fixer/` (inside `--root`).
+//!
+//! Before each change, the executor appends to the run's journal what the
+//! changed thing was before (and stores its old bytes in the run's backup
+//! area), fsyncs, and only then makes the change. A run killed at any point
+//! can therefore be undone from the target alone, without the controller
+//! that started it. Every undo step restores a prior state rather than
+//! reversing an operation, so undoing twice, or undoing a step whose change
+//! never happened, is harmless.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::host::{Attrs, Cmd, FileKind, Host, HostError, HostLock, Meta, OnHost};
+
+pub const STATE_DIR: &str = "/var/lib/fixer";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// In progress — or, when no apply holds the lock, interrupted.
+    Running,
+    Applied,
+    /// Failed and rolled back by the apply itself.
+    Failed,
+    RolledBack,
+    /// An undo was attempted and some steps failed; `rollback` retries.
+    RollbackIncomplete,
+}
+
+impl Status {
+    pub fn describe(self, interrupted: bool) -> &'static str {
+        match self {
+            Status::Running if interrupted => "interrupted",
+            Status::Running => "running",
+            Status::Applied => "applied",
+            Status::Failed => "failed, rolled back",
+            Status::RolledBack => "rolled back",
+            Status::RollbackIncomplete => "rollback incomplete",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub playbook: String,
+    pub started: String,
+    #[serde(default)]
+    pub finished: Option<String>,
+    pub status: Status,
+    /// Changes made (journal steps completed).
+    #[serde(default)]
+    pub changes: usize,
+}
+
+/// How to restore one thing a run changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "undo", rename_all = "snake_case")]
+pub enum Undo {
+    /// The path did not exist: remove it.
+    Absent {
+        path: PathBuf,
+    },
+    /// A file with these bytes (in the backup area) and attributes.
+    Restore {
+        path: PathBuf,
+        backup: PathBuf,
+        meta: Meta,
+    },
+    /// Attributes of a path that stays.
+    Meta {
+        path: PathBuf,
+        meta: Meta,
+    },
+    /// The path was moved into the backup area: move it back.
+    MoveBack {
+        path: PathBuf,
+        saved: PathBuf,
+        /// Mode to restore after moving back (a read-only directory is made
+        /// writable to be moved).
+        mode: Option<u32>,
+    },
+    Command {
+        cmd: Cmd,
+        display: String,
+    },
+    /// A command that declares no undo.
+    Irreversible {
+        display: String,
+    },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "entry", rename_all = "snake_case")]
+pub enum Entry {
+    Begin {
+        step: usize,
+        resource: String,
+        #[serde(flatten)]
+        undo: Undo,
+    },
+    Done {
+        step: usize,
+    },
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// The state folder of one target.
+pub struct Store<'h> {
+    host: &'h dyn Host,
+}
+
+impl<'h> Store<'h> {
+    pub fn new(host: &'h dyn Host) -> Self {
+        Store { host }
+    }
+
+    fn runs_dir() -> PathBuf {
+        Path::new(STATE_DIR).join("runs")
+    }
+
+    fn lock_path() -> PathBuf {
+        Path::new(STATE_DIR).join("lock")
+    }
+
+    fn run_dir(id: &str) -> PathBuf {
+        Self::runs_dir().join(id)
+    }
+
+    fn mkdir_p(&self, dir: &Path) -> Result<(), Error> {
+        let mut missing = Vec::new();
+        for anc in dir.ancestors() {
+            if self.host.stat(anc).on(self.host)?.is_some() {
+                break;
+            }
+            missing.push(anc);
+        }
+        for d in missing.into_iter().rev() {
+            self.host.mkdir(d, 0o700).on(self.host)?;
+        }
+        Ok(())
+    }
+
+    /// Take the target's lock for an apply or rollback.
+    pub fn lock(&self) -> Result<Box<dyn HostLock>, Error> {
+        self.mkdir_p(Path::new(STATE_DIR))?;
+        self.host.lock(&Self::lock_path()).map_err(|e| {
+            if e.kind() == io::ErrorKind::WouldBlock {
+                Error::Locked {
+                    host: self.host.name(),
+                    lock: Self::lock_path().display().to_string(),
+                }
+            } else {
+                Error::host(self.host, e)
+            }
+        })
+    }
+
+    /// All runs, oldest first.
+    pub fn runs(&self) -> Result<Vec<RunRecord>, Error> {
+        let dir = Self::runs_dir();
+        if self.host.stat(&dir).on(self.host)?.is_none() {
+            return Ok(Vec::new());
+        }
+        let mut runs = Vec::new();
+        for id in self.host.list(&dir).on(self.host)? {
+            runs.push(self.record(&id)?);
+        }
+        runs.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(runs)
+    }
+
+    pub fn record(&self, id: &str) -> Result<RunRecord, Error> {
+        let path = Self::run_dir(id).join("run.json");
+        let bytes = match self.host.read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NoSuchRun {
+                    message: format!("no run `{id}` on {}; see `fixer history`", self.host.name()),
+                })
+            }
+            Err(e) => return Err(Error::host(self.host, e)),
+        };
+        serde_json::from_slice(&bytes).map_err(|e| Error::Journal {
+            path,
+            message: e.to_string(),
+        })
+    }
+
+    /// Whether an apply or rollback is running right now.
+    pub fn busy(&self) -> Result<bool, Error> {
+        self.host.lock_held(&Self::lock_path()).on(self.host)
+    }
+
+    /// Runs that started and never finished, with no process still on them.
+    pub fn interrupted(&self) -> Result<Vec<RunRecord>, Error> {
+        if self.busy()? {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .runs()?
+            .into_iter()
+            .filter(|r| r.status == Status::Running)
+            .collect())
+    }
+
+    fn save(&self, record: &RunRecord) -> Result<(), Error> {
+        let path = Self::run_dir(&record.id).join("run.json");
+        let bytes = serde_json::to_vec_pretty(record).map_err(|e| Error::Journal {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        self.host
+            .write(
+                &path,
+                &bytes,
+                Attrs {
+                    mode: Some(0o600),
+                    ..Attrs::default()
+                },
+            )
+            .on(self.host)
+    }
+
+    pub fn set_status(&self, record: &mut RunRecord, status: Status) -> Result<(), Error> {
+        record.status = status;
+        record.finished = Some(now());
+        self.save(record)
+    }
+
+    /// Start a run: its folder, its record, an empty journal. Requires the lock.
+    pub fn begin(&self, playbook: &str) -> Result<Journal<'h>, Error> {
+        let stamp = now().replace(['-', ':'], "");
+        let mut id = stamp.trim_end_matches('Z').replace('.', "-");
+        let mut n = 1;
+        while self.host.stat(&Self::run_dir(&id)).on(self.host)?.is_some() {
+            n += 1;
+            id = format!("{}-{n}", stamp.trim_end_matches('Z').replace('.', "-"));
+        }
+        let dir = Self::run_dir(&id);
+        self.mkdir_p(&dir.join("saved"))?;
+        let record = RunRecord {
+            id,
+            playbook: playbook.to_string(),
+            started: now(),
+            finished: None,
+            status: Status::Running,
+            changes: 0,
+        };
+        self.save(&record)?;
+        Ok(Journal {
+            host: self.host,
+            dir,
+            step: 0,
+            record,
+        })
+    }
+
+    pub fn entries(&self, id: &str) -> Result<Vec<Entry>, Error> {
+        let path = Self::run_dir(id).join("journal.jsonl");
+        let bytes = match self.host.read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::host(self.host, e)),
+        };
+        let mut out = Vec::new();
+        for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            match serde_json::from_slice(line) {
+                Ok(e) => out.push(e),
+                // A torn last line is what a kill during append leaves: the
+                // change it announced was never started.
+                Err(_)
+                    if bytes[bytes.len() - 1] != b'\n'
+                        && i == bytes.split(|b| *b == b'\n').count() - 1 => {}
+                Err(e) => {
+                    return Err(Error::Journal {
+                        path,
+                        message: format!("line {}: {e}", i + 1),
+                    })
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The journal of the run in progress.
+pub struct Journal<'h> {
+    host: &'h dyn Host,
+    dir: PathBuf,
+    step: usize,
+    pub record: RunRecord,
+}
+
+impl Journal<'_> {
+    pub fn id(&self) -> &str {
+        &self.record.id
+    }
+
+    /// Where a path removed at `step` is kept.
+    pub fn saved_path(&self, step: usize) -> PathBuf {
+        self.dir.join("saved").join(step.to_string())
+    }
+
+    /// The next step number, to name backups before `begin` records them.
+    pub fn next_step(&self) -> usize {
+        self.step + 1
+    }
+
+    /// Store the old bytes of a file for `step`.
+    pub fn backup(&self, step: usize, content: &[u8]) -> Result<PathBuf, Error> {
+        let path = self.saved_path(step);
+        self.host
+            .write(
+                &path,
+                content,
+                Attrs {
+                    mode: Some(0o600),
+                    ..Attrs::default()
+                },
+            )
+            .on(self.host)?;
+        Ok(path)
+    }
+
+    fn append(&self, entry: &Entry) -> Result<(), Error> {
+        let path = self.dir.join("journal.jsonl");
+        let mut line = serde_json::to_vec(entry).map_err(|e| Error::Journal {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        line.push(b'\n');
+        self.host.append(&path, &line).on(self.host)
+    }
+
+    /// Durably record how to undo the change about to be made.
+    pub fn begin(&mut self, resource: &str, undo: Undo) -> Result<usize, Error> {
+        self.step += 1;
+        self.append(&Entry::Begin {
+            step: self.step,
+            resource: resource.to_string(),
+            undo,
+        })?;
+        Ok(self.step)
+    }
+
+    pub fn done(&mut self, step: usize) -> Result<(), Error> {
+        self.record.changes += 1;
+        self.append(&Entry::Done { step })
+    }
+}
+
+/// Undo a run's journal, newest change first. Keeps going past failures so
+/// that as much as possible is restored, and reports each.
+pub fn undo(host: &dyn Host, entries: &[Entry]) -> crate::error::RollbackReport {
+    let done: std::collections::HashSet<usize> = entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Done { step } => Some(*step),
+            Entry::Begin { .. } => None,
+        })
+        .collect();
+    let mut report = crate::error::RollbackReport::default();
+    for entry in entries.iter().rev() {
+        let Entry::Begin {
+            step,
+            resource,
+            undo,
+        } = entry
+        else {
+            continue;
+        };
+        match undo_one(host, undo, done.contains(step)) {
+            Ok(Some(note)) => report.not_undoable.push(format!("{resource}: {note}")),
+            Ok(None) => report.undone += 1,
+            Err(e) => report.failures.push(format!("{resource}: {e}")),
+        }
+    }
+    report
+}
+
+fn undo_one(host: &dyn Host, undo: &Undo, completed: bool) -> Result<Option<String>, HostError> {
+    match undo {
+        Undo::Absent { path } => {
+            if let Some(m) = host.stat(path)? {
+                if m.kind == FileKind::Dir {
+                    remove_tree(host, path)?;
+                } else {
+                    host.remove(path)?;
+                }
+            }
+        }
+        Undo::Restore { path, backup, meta } => {
+            let content = host.read(backup)?;
+            host.write(
+                path,
+                &content,
+                Attrs {
+                    mode: Some(meta.mode),
+                    uid: Some(meta.uid),
+                    gid: Some(meta.gid),
+                },
+            )?;
+        }
+        Undo::Meta { path, meta } => {
+            host.chown(path, Some(meta.uid), Some(meta.gid))?;
+            // After chown, which clears setuid/setgid.
+            host.chmod(path, meta.mode)?;
+        }
+        Undo::MoveBack { path, saved, mode } => {
+            if host.stat(saved)?.is_some() {
+                if host.stat(path)?.is_some() {
+                    // Something re-created it since: the old one wins.
+                    remove_tree(host, path)?;
+                }
+                host.rename(saved, path)?;
+            }
+            if let Some(mode) = mode {
+                host.chmod(path, *mode)?;
+            }
+        }
+        Undo::Command { cmd, display } => {
+            if !completed {
+                return Ok(Some(format!(
+                    "`{display}` was interrupted; its undo was not run"
+                )));
+            }
+            let out = host.run(cmd)?;
+            if !out.success() {
+                return Err(HostError::new(
+                    "run undo command",
+                    Path::new(display),
+                    io::Error::other(format!(
+                        "{}: {}",
+                        crate::resource::exit_text(out.code),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )),
+                ));
+            }
+        }
+        Undo::Irreversible { display } => {
+            return Ok(Some(format!(
+                "command `{display}` ran and declares no `undo`"
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// Remove a tree through the host, making read-only directories (Go's
+/// module cache) writable first.
+pub fn remove_tree(host: &dyn Host, path: &Path) -> Result<(), HostError> {
+    let Some(meta) = host.stat(path)? else {
+        return Ok(());
+    };
+    if meta.kind == FileKind::Dir {
+        if meta.mode & 0o700 != 0o700 {
+            host.chmod(path, meta.mode | 0o700)?;
+        }
+        for name in host.list(path)? {
+            remove_tree(host, &path.join(name))?;
+        }
+    }
+    host.remove(path)
+}

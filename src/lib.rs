@@ -1,0 +1,18 @@
+//! fixer: a declarative remediation engine.
+//!
+//! Data flows one way: a [`playbook::Playbook`] (TOML, typed and validated)
+//! is planned against a [`host::Host`] into [`change::Change`]s
+//! ([`plan`]); [`apply`] performs them, recording a [`journal`] run on the
+//! target first, from which a failed apply or `fixer rollback` restores the
+//! prior state.
+
+pub mod apply;
+pub mod change;
+pub mod error;
+pub mod host;
+pub mod journal;
+pub mod plan;
+pub mod playbook;
+pub mod resource;
+
+pub use error::{Error, Result};

@@ -1,0 +1,272 @@
+//! Planning: observe the target and compute every resource's change without
+//! writing anything.
+//!
+//! Resources are planned in order against an [`Overlay`] on which the
+//! changes of the earlier ones have been simulated, so resource 5 sees the
+//! file resource 1 would create. Changes are streamed to the caller one by
+//! one (memory stays flat in the number of resources), and folded into a
+//! fingerprint that lets `apply PLAN` refuse a target that drifted.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::change::{Action, Change, Op};
+use crate::error::Error;
+use crate::host::{Host, OnHost, Overlay};
+use crate::journal::{RunRecord, Store};
+use crate::playbook::{Declared, Overrides, Playbook};
+use crate::resource::Context;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub add: usize,
+    pub change: usize,
+    pub remove: usize,
+    pub unchanged: usize,
+}
+
+impl Summary {
+    pub fn count(&mut self, action: Action) {
+        match action {
+            Action::Add => self.add += 1,
+            Action::Change => self.change += 1,
+            Action::Remove => self.remove += 1,
+            Action::Unchanged => self.unchanged += 1,
+        }
+    }
+
+    pub fn has_changes(&self) -> bool {
+        self.add + self.change + self.remove > 0
+    }
+}
+
+/// What a plan concluded, beyond the changes streamed to the caller.
+#[derive(Debug)]
+pub struct Outcome {
+    pub summary: Summary,
+    /// Handlers that would run (notified by a changing resource).
+    pub handlers: Vec<Change>,
+    pub fingerprint: String,
+    /// Earlier runs on this target that were interrupted.
+    pub interrupted: Vec<RunRecord>,
+}
+
+impl Outcome {
+    pub fn has_changes(&self) -> bool {
+        self.summary.has_changes() || !self.handlers.is_empty()
+    }
+}
+
+pub fn context(host: &dyn Host) -> Result<Context, Error> {
+    Ok(Context {
+        home: host.home().on(host)?,
+    })
+}
+
+fn plan_one(d: &Declared, host: &dyn Host, cx: &Context) -> Result<Change, Error> {
+    let delta = d
+        .resource
+        .plan(host, cx)
+        .map_err(|e| e.in_resource(&d.id))?;
+    Ok(Change {
+        id: d.id.clone(),
+        kind: d.resource.kind(),
+        delta,
+    })
+}
+
+/// Plan `playbook` on `host`, calling `on_change` for each resource in order.
+pub fn plan(
+    playbook: &Playbook,
+    host: &dyn Host,
+    on_change: &mut dyn FnMut(&Change),
+) -> Result<Outcome, Error> {
+    let interrupted = Store::new(host).interrupted()?;
+    let cx = context(host)?;
+    let overlay = Overlay::new(host);
+    let mut summary = Summary::default();
+    let mut hasher = Sha256::new();
+    let mut notified: Vec<&str> = Vec::new();
+    for d in &playbook.resources {
+        let change = plan_one(d, &overlay, &cx)?;
+        for op in &change.delta.ops {
+            simulate(&overlay, op).map_err(|e| e.in_resource(&d.id))?;
+        }
+        fingerprint(&mut hasher, &change);
+        summary.count(change.action());
+        if change.action() != Action::Unchanged {
+            notified.extend(d.notify.iter().map(String::as_str));
+        }
+        on_change(&change);
+    }
+    let mut handlers = Vec::new();
+    for h in playbook
+        .handlers
+        .iter()
+        .filter(|h| notified.contains(&h.id.as_str()))
+    {
+        let change = plan_one(h, &overlay, &cx)?;
+        fingerprint(&mut hasher, &change);
+        if change.action() != Action::Unchanged {
+            handlers.push(change);
+        }
+    }
+    Ok(Outcome {
+        summary,
+        handlers,
+        fingerprint: format!("{:x}", hasher.finalize()),
+        interrupted,
+    })
+}
+
+/// Make `op`'s effect visible on the overlay.
+fn simulate(o: &Overlay<'_>, op: &Op) -> Result<(), Error> {
+    match op {
+        Op::Write {
+            path,
+            content,
+            attrs,
+            ..
+        } => o.write(path, content, *attrs),
+        Op::Mkdir { path, attrs } => o
+            .mkdir(path, attrs.mode.unwrap_or(0o755))
+            .and_then(|()| o.chown(path, attrs.uid, attrs.gid)),
+        Op::SetMeta { path, attrs, .. } => {
+            let r = match attrs.mode {
+                Some(m) => o.chmod(path, m),
+                None => Ok(()),
+            };
+            r.and_then(|()| o.chown(path, attrs.uid, attrs.gid))
+        }
+        Op::Remove { path, .. } => {
+            o.remove_tree(path);
+            Ok(())
+        }
+        Op::Run { creates, .. } => match creates {
+            Some(p) => o.assume_created(p),
+            None => Ok(()),
+        },
+    }
+    .on(o)
+}
+
+/// Everything the change depends on: what was observed and what would be
+/// done. Two plans with equal fingerprints would make the same changes.
+fn fingerprint(h: &mut Sha256, change: &Change) {
+    let mut field = |b: &[u8]| {
+        h.update((b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    field(change.id.as_bytes());
+    for note in &change.delta.notes {
+        field(note.as_bytes());
+    }
+    for op in &change.delta.ops {
+        match op {
+            Op::Write {
+                path,
+                before,
+                content,
+                attrs,
+            } => {
+                field(b"write");
+                field(path.as_os_str().as_encoded_bytes());
+                if let Some((old, meta)) = before {
+                    field(old);
+                    field(format!("{meta:?}").as_bytes());
+                }
+                field(content);
+                field(format!("{attrs:?}").as_bytes());
+            }
+            other => field(format!("{other:?}").as_bytes()),
+        }
+    }
+}
+
+/// A plan saved by `plan --out`: enough to re-load the same playbook with
+/// the same values and to recognise drift. It holds variable values,
+/// sensitive ones included, so it is written with mode 0600.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SavedPlan {
+    pub format: String,
+    pub playbook: PathBuf,
+    pub vars: Vec<(String, String)>,
+    pub root: Option<PathBuf>,
+    pub fingerprint: String,
+    pub summary: Summary,
+}
+
+const SAVED_FORMAT: &str = "fixer-plan/1";
+
+impl SavedPlan {
+    pub fn new(playbook: &Playbook, root: Option<&Path>, outcome: &Outcome) -> Result<Self, Error> {
+        let abs = std::fs::canonicalize(&playbook.path).map_err(|source| Error::Read {
+            path: playbook.path.clone(),
+            source,
+        })?;
+        Ok(SavedPlan {
+            format: SAVED_FORMAT.to_string(),
+            playbook: abs,
+            vars: playbook.vars.as_overrides(),
+            root: root.map(Path::to_path_buf),
+            fingerprint: outcome.fingerprint.clone(),
+            summary: outcome.summary,
+        })
+    }
+
+    pub fn write(&self, path: &Path) -> Result<(), Error> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let err = |source| Error::WriteLocal {
+            path: path.to_path_buf(),
+            source,
+        };
+        let json = serde_json::to_vec_pretty(self).map_err(|e| err(e.into()))?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(err)?;
+        f.write_all(&json).map_err(err)
+    }
+
+    /// Read `path` if it is a saved plan; `Ok(None)` if it is something else
+    /// (a playbook).
+    pub fn read(path: &Path) -> Result<Option<Self>, Error> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Ok(None);
+        }
+        let plan: SavedPlan = serde_json::from_slice(&bytes).map_err(|e| Error::Input {
+            at: crate::error::Location {
+                file: path.to_path_buf(),
+                line: e.line(),
+                column: e.column(),
+                field: None,
+            },
+            message: format!("not a fixer plan: {e}"),
+        })?;
+        if plan.format != SAVED_FORMAT {
+            return Err(Error::Usage(format!(
+                "{}: plan format `{}` is not supported (expected {SAVED_FORMAT})",
+                path.display(),
+                plan.format
+            )));
+        }
+        Ok(Some(plan))
+    }
+
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            files: Vec::new(),
+            values: self.vars.clone(),
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! Playbooks: TOML in, typed and validated resources out.
+//!
+//! Loading never touches a host. It parses with spans, checks the document's
+//! shape, renders every string through Handlebars (strictly), and hands each
+//! `[[resource]]` table to the builder its `type` names. Every error points at
+//! `file:line:column` and the field.
+
+pub mod source;
+pub mod template;
+pub mod vars;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use crate::error::Error;
+use crate::resource::{self, Build, Resource};
+use source::Source;
+use template::Renderer;
+pub use vars::{Masker, Overrides, Vars};
+
+/// A resource (or handler) as declared: its id, whom it notifies, and the
+/// typed resource itself.
+#[derive(Debug)]
+pub struct Declared {
+    pub id: String,
+    pub notify: Vec<String>,
+    pub resource: Box<dyn Resource>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Symptom {
+    /// A regular expression; named captures become `--var` values.
+    pub pattern: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Playbook {
+    pub path: PathBuf,
+    pub name: String,
+    pub description: Option<String>,
+    pub vars: Vars,
+    pub symptoms: Vec<Symptom>,
+    pub resources: Vec<Declared>,
+    pub handlers: Vec<Declared>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+const SECTIONS: &str = "playbook, vars, symptom, resource, handler";
+
+fn take<'i>(table: &mut DeTable<'i>, key: &str) -> Option<(Spanned<String>, Spanned<DeValue<'i>>)> {
+    let k = table
+        .iter()
+        .map(|(k, _)| k)
+        .find(|k| k.get_ref() == key)?
+        .clone();
+    let v = table.remove(&k)?;
+    Some((Spanned::new(k.span(), k.get_ref().to_string()), v))
+}
+
+impl Playbook {
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Playbook, Error> {
+        let source = Source::read(path)?;
+        let doc = DeTable::parse(&source.text).map_err(|e| source.toml_error(&e, None, ""))?;
+        let doc_span = doc.span();
+        let doc = doc.into_inner();
+        for (k, _) in doc.iter() {
+            if !SECTIONS.split(", ").any(|s| s == k.get_ref()) {
+                return Err(source.error(
+                    &k.span(),
+                    Some(k.get_ref().to_string()),
+                    format!(
+                        "unknown section `{}`, expected one of: {SECTIONS}",
+                        k.get_ref()
+                    ),
+                ));
+            }
+        }
+        let whole = doc.clone();
+
+        let header: Header = match doc.iter().find(|(k, _)| k.get_ref() == "playbook") {
+            Some((_, v)) => Header::deserialize(toml::de::ValueDeserializer::from(v.clone()))
+                .map_err(|e| source.toml_error(&e, Some(&whole), "playbook"))?,
+            None => {
+                return Err(source.error(
+                    &(doc_span.start..doc_span.start),
+                    Some("playbook".into()),
+                    "missing [playbook] table with a `name`",
+                ))
+            }
+        };
+
+        let mut vars = match doc.iter().find(|(k, _)| k.get_ref() == "vars") {
+            Some((_, v)) => match v.get_ref() {
+                DeValue::Table(t) => Vars::declare(&source, t)?,
+                _ => {
+                    return Err(source.error(
+                        &v.span(),
+                        Some("vars".into()),
+                        "[vars] must be a table",
+                    ))
+                }
+            },
+            None => Vars::default(),
+        };
+        vars.apply_overrides(overrides)?;
+        let renderer = Renderer::new(vars.data());
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+
+        let symptoms = match doc.iter().find(|(k, _)| k.get_ref() == "symptom") {
+            Some((_, v)) => {
+                Vec::<Symptom>::deserialize(toml::de::ValueDeserializer::from(v.clone()))
+                    .map_err(|e| source.toml_error(&e, Some(&whole), ""))?
+            }
+            None => Vec::new(),
+        };
+
+        let resources = declare_all(&source, &whole, "resource", &dir, &renderer)?;
+        let handlers = declare_all(&source, &whole, "handler", &dir, &renderer)?;
+        check_ids_and_notify(&source, &whole, &resources, &handlers)?;
+
+        Ok(Playbook {
+            path: path.to_path_buf(),
+            name: header.name,
+            description: header.description,
+            vars,
+            symptoms,
+            resources,
+            handlers,
+        })
+    }
+
+    pub fn masker(&self) -> Masker {
+        self.vars.masker()
+    }
+}
+
+fn array_of_tables<'a, 'i>(
+    source: &Source,
+    doc: &'a DeTable<'i>,
+    section: &str,
+) -> Result<Vec<&'a Spanned<DeValue<'i>>>, Error> {
+    let Some((k, v)) = doc.iter().find(|(k, _)| k.get_ref() == section) else {
+        return Ok(Vec::new());
+    };
+    match v.get_ref() {
+        DeValue::Array(items) => Ok(items.iter().collect()),
+        _ => Err(source.error(
+            &k.span(),
+            Some(section.to_string()),
+            format!("`{section}` must be an array of tables: write [[{section}]]"),
+        )),
+    }
+}
+
+fn declare_all(
+    source: &Source,
+    doc: &DeTable<'_>,
+    section: &str,
+    dir: &Path,
+    renderer: &Renderer,
+) -> Result<Vec<Declared>, Error> {
+    let mut out = Vec::new();
+    for (i, item) in array_of_tables(source, doc, section)?
+        .into_iter()
+        .enumerate()
+    {
+        let prefix = format!("{section}[{i}]");
+        let DeValue::Table(table) = item.get_ref() else {
+            return Err(source.error(&item.span(), Some(prefix), "expected a table"));
+        };
+        out.push(declare_one(
+            source,
+            table,
+            item.span(),
+            &prefix,
+            section,
+            dir,
+            renderer,
+        )?);
+    }
+    Ok(out)
+}
+
+fn string_field(
+    source: &Source,
+    prefix: &str,
+    (key, value): &(Spanned<String>, Spanned<DeValue<'_>>),
+) -> Result<Spanned<String>, Error> {
+    match value.get_ref().as_str() {
+        Some(s) => Ok(Spanned::new(value.span(), s.to_string())),
+        None => Err(source.error(
+            &value.span(),
+            Some(format!("{prefix}.{}", key.get_ref())),
+            format!("`{}` must be a string", key.get_ref()),
+        )),
+    }
+}
+
+fn declare_one(
+    source: &Source,
+    original: &DeTable<'_>,
+    span: std::ops::Range<usize>,
+    prefix: &str,
+    section: &str,
+    dir: &Path,
+    renderer: &Renderer,
+) -> Result<Declared, Error> {
+    let mut table = original.clone();
+    let kind_name = match take(&mut table, "type") {
+        Some(t) => string_field(source, prefix, &t)?,
+        None if section == "handler" => Spanned::new(span.clone(), "command".to_string()),
+        None => {
+            return Err(source.error(
+                &span,
+                Some(format!("{prefix}.type")),
+                format!(
+                    "missing field `type`, expected one of: {}",
+                    resource::kind_names()
+                ),
+            ))
+        }
+    };
+    let kind = resource::KINDS
+        .iter()
+        .find(|k| k.name == kind_name.get_ref())
+        .filter(|k| section == "resource" || k.name == "command")
+        .ok_or_else(|| {
+            let expected = if section == "handler" {
+                "command".to_string()
+            } else {
+                resource::kind_names()
+            };
+            source.error(
+                &kind_name.span(),
+                Some(format!("{prefix}.type")),
+                format!(
+                    "unknown {section} type `{}`, expected one of: {expected}",
+                    kind_name.get_ref()
+                ),
+            )
+        })?;
+    let id = take(&mut table, "id")
+        .map(|t| string_field(source, prefix, &t))
+        .transpose()?;
+    let notify = match take(&mut table, "notify") {
+        Some((k, v)) => Vec::<Spanned<String>>::deserialize(toml::de::ValueDeserializer::from(v))
+            .map_err(|e| {
+            source.error(
+                &e.span().unwrap_or(k.span()),
+                Some(format!("{prefix}.notify")),
+                e.message().to_string(),
+            )
+        })?,
+        None => Vec::new(),
+    };
+    if section == "handler" && id.is_none() {
+        return Err(source.error(
+            &span,
+            Some(format!("{prefix}.id")),
+            "a handler needs an `id` for resources to notify",
+        ));
+    }
+
+    // Render every string in place, keeping spans for later errors.
+    for (k, v) in table.iter_mut() {
+        let shell = kind.shell_fields.contains(&k.get_ref().as_ref());
+        render_value(
+            source,
+            v,
+            &format!("{prefix}.{}", k.get_ref()),
+            shell,
+            renderer,
+        )?;
+    }
+    let build = Build {
+        source,
+        table: original,
+        prefix: prefix.to_string(),
+        dir,
+        renderer,
+    };
+    let value = Spanned::new(span, DeValue::Table(table));
+    let resource = (kind.build)(value, &build)?;
+    let id = match id {
+        Some(id) => id.into_inner(),
+        None => format!("{}:{}", kind.name, resource.subject()),
+    };
+    Ok(Declared {
+        id,
+        notify: notify.into_iter().map(Spanned::into_inner).collect(),
+        resource,
+    })
+}
+
+fn render_value(
+    source: &Source,
+    v: &mut Spanned<DeValue<'_>>,
+    field: &str,
+    shell: bool,
+    renderer: &Renderer,
+) -> Result<(), Error> {
+    let span = v.span();
+    match v.get_mut() {
+        DeValue::String(s) => {
+            let rendered = renderer
+                .render(s, shell)
+                .map_err(|m| source.error(&span, Some(field.to_string()), m))?;
+            *s = std::borrow::Cow::Owned(rendered);
+        }
+        DeValue::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                // Array elements are argv words: never shell-quoted.
+                render_value(source, item, &format!("{field}[{i}]"), false, renderer)?;
+            }
+        }
+        DeValue::Table(t) => {
+            for (k, item) in t.iter_mut() {
+                render_value(
+                    source,
+                    item,
+                    &format!("{field}.{}", k.get_ref()),
+                    false,
+                    renderer,
+                )?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn check_ids_and_notify(
+    source: &Source,
+    doc: &DeTable<'_>,
+    resources: &[Declared],
+    handlers: &[Declared],
+) -> Result<(), Error> {
+    let spans = |section: &str| -> Vec<std::ops::Range<usize>> {
+        array_of_tables(source, doc, section)
+            .map(|v| v.iter().map(|i| i.span()).collect())
+            .unwrap_or_default()
+    };
+    let (rspans, hspans) = (spans("resource"), spans("handler"));
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, r) in resources.iter().enumerate() {
+        if let Some(first) = seen.insert(&r.id, i) {
+            let first_line = source.location(rspans[first].start, None).line;
+            return Err(source.error(
+                &rspans[i],
+                Some(format!("resource[{i}].id")),
+                format!("duplicate resource id `{}` (first declared on line {first_line}); give one of them an explicit `id`", r.id),
+            ));
+        }
+    }
+    let mut handler_ids = HashSet::new();
+    for (i, h) in handlers.iter().enumerate() {
+        if !handler_ids.insert(h.id.as_str()) {
+            return Err(source.error(
+                &hspans[i],
+                Some(format!("handler[{i}].id")),
+                format!("duplicate handler id `{}`", h.id),
+            ));
+        }
+    }
+    for (i, r) in resources.iter().enumerate() {
+        for (j, n) in r.notify.iter().enumerate() {
+            if !handler_ids.contains(n.as_str()) {
+                let known: Vec<&str> = handlers.iter().map(|h| h.id.as_str()).collect();
+                return Err(source.error(
+                    &rspans[i],
+                    Some(format!("resource[{i}].notify[{j}]")),
+                    format!(
+                        "notify names `{n}`, which is not a declared [[handler]] (declared: {})",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! Handlebars rendering, strict: an undefined variable is an error, never an
+//! empty string in a file. Two registries, because a value spliced into a
+//! shell line must arrive quoted while one written into a file must not.
+
+use handlebars::Handlebars;
+use serde_json::Value;
+
+pub struct Renderer {
+    plain: Handlebars<'static>,
+    shell: Handlebars<'static>,
+    data: Value,
+}
+
+/// Quote a value so `sh` reads it back as exactly one word, whatever it holds.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%^".contains(c))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+impl Renderer {
+    pub fn new(data: Value) -> Self {
+        let mut plain = Handlebars::new();
+        plain.set_strict_mode(true);
+        plain.register_escape_fn(handlebars::no_escape);
+        let mut shell = Handlebars::new();
+        shell.set_strict_mode(true);
+        shell.register_escape_fn(shell_quote);
+        Renderer { plain, shell, data }
+    }
+
+    /// Render one template string. `shell` quotes every substituted value.
+    pub fn render(&self, template: &str, shell: bool) -> Result<String, String> {
+        self.render_with(template, shell, None)
+    }
+
+    /// Render with extra variables layered over the playbook's (a resource's
+    /// own `vars`).
+    pub fn render_with(
+        &self,
+        template: &str,
+        shell: bool,
+        extra: Option<&serde_json::Map<String, Value>>,
+    ) -> Result<String, String> {
+        if !template.contains("{{") {
+            return Ok(template.to_string());
+        }
+        let registry = if shell { &self.shell } else { &self.plain };
+        let result = match extra {
+            Some(extra) => {
+                let mut data = self.data.clone();
+                if let Value::Object(map) = &mut data {
+                    map.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+                registry.render_template(template, &data)
+            }
+            None => registry.render_template(template, &self.data),
+        };
+        result.map_err(|e| describe(&e))
+    }
+}
+
+fn describe(e: &handlebars::RenderError) -> String {
+    let reason = match e.reason() {
+        handlebars::RenderErrorReason::MissingVariable(Some(name)) => {
+            format!(
+                "variable `{name}` is not defined (declare it in [vars] or pass --var {name}=...)"
+            )
+        }
+        other => other.to_string(),
+    };
+    match (e.line_no, e.column_no) {
+        (Some(l), Some(c)) => format!("template line {l}, column {c}: {reason}"),
+        _ => reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_and_unescaped() {
+        let r = Renderer::new(serde_json::json!({"host": "a&b<c>", "n": 3}));
+        assert_eq!(
+            r.render("x={{host}} {{n}}", false).as_deref(),
+            Ok("x=a&b<c> 3")
+        );
+        let err = r.render("{{nope}}", false).err().unwrap_or_default();
+        assert!(err.contains("`nope` is not defined"), "{err}");
+    }
+
+    #[test]
+    fn shell_rendering_quotes_values() {
+        let r = Renderer::new(serde_json::json!({"v": "it's $(rm -rf /); `x`\nnext"}));
+        let line = r.render("echo {{v}}", true).unwrap_or_default();
+        assert_eq!(line, "echo 'it'\\''s $(rm -rf /); `x`\nnext'");
+        assert_eq!(shell_quote("plain/path-1.0"), "plain/path-1.0");
+        assert_eq!(shell_quote(""), "''");
+    }
+}

@@ -1,0 +1,249 @@
+//! Playbook variables: `[vars]` defaults, `--vars FILE` and `--var k=v`
+//! overrides (in that order of precedence, last wins), and the masking of
+//! sensitive values in everything fixer prints or records.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::Value;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::source::Source;
+use crate::error::Error;
+
+pub const MASK: &str = "********";
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Var {
+    pub value: Value,
+    pub sensitive: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Vars {
+    map: BTreeMap<String, Var>,
+}
+
+/// Overrides given on the command line.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub files: Vec<PathBuf>,
+    pub values: Vec<(String, String)>,
+}
+
+impl Overrides {
+    /// Parse one `--var k=v` argument.
+    pub fn parse_var(arg: &str) -> Result<(String, String), Error> {
+        match arg.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+            _ => Err(Error::Usage(format!(
+                "--var expects NAME=VALUE, got `{arg}`"
+            ))),
+        }
+    }
+}
+
+fn scalar(v: &DeValue<'_>) -> Option<Value> {
+    use serde::Deserialize as _;
+    match v {
+        DeValue::Array(_) | DeValue::Table(_) => None,
+        DeValue::Datetime(d) => Some(Value::String(d.to_string())),
+        other => Value::deserialize(toml::de::ValueDeserializer::from(Spanned::new(
+            0..0,
+            other.clone(),
+        )))
+        .ok(),
+    }
+}
+
+const SHAPE: &str =
+    "a variable is a string, number or boolean, or a table { value = ..., sensitive = true }";
+
+impl Vars {
+    /// Read the `[vars]` table of a playbook.
+    pub fn declare(source: &Source, table: &DeTable<'_>) -> Result<Vars, Error> {
+        let mut map = BTreeMap::new();
+        for (k, v) in table.iter() {
+            let field = Some(format!("vars.{}", k.get_ref()));
+            let var =
+                match v.get_ref() {
+                    DeValue::Table(t) => {
+                        let mut value = None;
+                        let mut sensitive = false;
+                        for (tk, tv) in t.iter() {
+                            let sub = Some(format!("vars.{}.{}", k.get_ref(), tk.get_ref()));
+                            match (tk.get_ref().as_ref(), tv.get_ref()) {
+                                ("value", x) => {
+                                    value = Some(scalar(x).ok_or_else(|| {
+                                        source.error(&tv.span(), sub.clone(), SHAPE)
+                                    })?)
+                                }
+                                ("sensitive", DeValue::Boolean(b)) => sensitive = *b,
+                                ("sensitive", _) => {
+                                    return Err(source.error(
+                                        &tv.span(),
+                                        sub,
+                                        "`sensitive` must be true or false",
+                                    ))
+                                }
+                                (other, _) => return Err(source.error(
+                                    &tk.span(),
+                                    sub,
+                                    format!(
+                                        "unknown field `{other}`, expected `value` or `sensitive`"
+                                    ),
+                                )),
+                            }
+                        }
+                        let value = value.ok_or_else(|| {
+                            source.error(&v.span(), field.clone(), "missing field `value`")
+                        })?;
+                        Var { value, sensitive }
+                    }
+                    other => Var {
+                        value: scalar(other)
+                            .ok_or_else(|| source.error(&v.span(), field, SHAPE))?,
+                        sensitive: false,
+                    },
+                };
+            map.insert(k.get_ref().to_string(), var);
+        }
+        Ok(Vars { map })
+    }
+
+    /// Apply `--vars FILE`s, then `--var`s. Only declared variables may be
+    /// overridden: a typo would otherwise silently leave the default in place.
+    pub fn apply_overrides(&mut self, o: &Overrides) -> Result<(), Error> {
+        for file in &o.files {
+            let src = Source::read(file)?;
+            let table = DeTable::parse(&src.text).map_err(|e| src.toml_error(&e, None, ""))?;
+            for (k, v) in table.get_ref().iter() {
+                let value = scalar(v.get_ref())
+                    .ok_or_else(|| src.error(&v.span(), Some(k.get_ref().to_string()), SHAPE))?;
+                self.set(k, value, |msg| {
+                    src.error(&k.span(), Some(k.get_ref().to_string()), msg)
+                })?;
+            }
+        }
+        for (k, v) in &o.values {
+            let name = Spanned::new(0..0, std::borrow::Cow::Borrowed(k.as_str()));
+            self.set(&name, Value::String(v.clone()), |msg| {
+                Error::Usage(format!("--var {k}: {msg}"))
+            })?;
+        }
+        Ok(())
+    }
+
+    fn set(
+        &mut self,
+        name: &Spanned<std::borrow::Cow<'_, str>>,
+        value: Value,
+        err: impl Fn(String) -> Error,
+    ) -> Result<(), Error> {
+        match self.map.get_mut(name.get_ref().as_ref()) {
+            Some(var) => {
+                var.value = value;
+                Ok(())
+            }
+            None => Err(err(format!(
+                "variable `{}` is not declared in the playbook's [vars]{}",
+                name.get_ref(),
+                self.known()
+            ))),
+        }
+    }
+
+    fn known(&self) -> String {
+        if self.map.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<&str> = self.map.keys().map(String::as_str).collect();
+            format!(" (declared: {})", names.join(", "))
+        }
+    }
+
+    /// The data templates render against.
+    pub fn data(&self) -> Value {
+        Value::Object(
+            self.map
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect(),
+        )
+    }
+
+    /// Every value as the string a `--var` would carry (saved plans).
+    pub fn as_overrides(&self) -> Vec<(String, String)> {
+        self.map
+            .iter()
+            .map(|(k, v)| {
+                let s = match &v.value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), s)
+            })
+            .collect()
+    }
+
+    pub fn masker(&self) -> Masker {
+        let mut secrets: Vec<String> = self
+            .map
+            .values()
+            .filter(|v| v.sensitive)
+            .map(|v| match &v.value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .filter(|s| !s.is_empty())
+            .collect();
+        // Longest first, so a secret containing another is masked whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Masker { secrets }
+    }
+}
+
+/// Replaces sensitive values with `********` in text meant for people or logs.
+#[derive(Clone, Debug, Default)]
+pub struct Masker {
+    secrets: Vec<String>,
+}
+
+impl Masker {
+    pub fn mask(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in &self.secrets {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), MASK);
+            }
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_longest_secret_first() {
+        let m = Masker {
+            secrets: vec!["abcdef".into(), "abc".into()],
+        };
+        assert_eq!(m.mask("x abcdef y abc"), format!("x {MASK} y {MASK}"));
+    }
+
+    #[test]
+    fn parse_var_requires_equals() {
+        assert!(Overrides::parse_var("novalue").is_err());
+        assert_eq!(
+            Overrides::parse_var("a=b=c").ok(),
+            Some(("a".to_string(), "b=c".to_string()))
+        );
+    }
+}

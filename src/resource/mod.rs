@@ -1,0 +1,151 @@
+//! Resource types. Each module turns its playbook table into a typed value
+//! implementing [`Resource`]; adding a type is one new module and one line in
+//! [`KINDS`].
+
+pub mod attributes;
+mod clean;
+mod command;
+pub use command::exit_text;
+mod file;
+mod permissions;
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use crate::change::Delta;
+use crate::error::Error;
+use crate::host::Host;
+use crate::playbook::source::{field_at, Source};
+use crate::playbook::template::Renderer;
+
+/// Facts about the target that resolve playbook paths.
+#[derive(Clone, Debug)]
+pub struct Context {
+    /// `~` on the target.
+    pub home: PathBuf,
+}
+
+/// One piece of desired state.
+///
+/// The contract: `plan` *observes* the host (read-only) and returns the
+/// operations that take it from what it is to what the resource declares;
+/// none when it already is. The engine applies those operations, journals
+/// the prior state of everything they touch first, and derives undo from
+/// that journal (see [`crate::change::Op`]). `plan` may be given an
+/// [`crate::host::Overlay`] that already carries the effects of earlier
+/// resources, and must not care.
+pub trait Resource: Send + Sync + fmt::Debug {
+    /// The type name as written in playbooks (`file`, `clean`, ...).
+    fn kind(&self) -> &'static str;
+    /// What the resource is about (a path, a command line); the default id
+    /// is `<kind>:<subject>`.
+    fn subject(&self) -> String;
+    /// Observe and compute the change.
+    fn plan(&self, host: &dyn Host, cx: &Context) -> Result<Delta, Error>;
+}
+
+pub type Builder = fn(Spanned<DeValue<'_>>, &Build<'_>) -> Result<Box<dyn Resource>, Error>;
+
+/// A registered resource type.
+pub struct Kind {
+    pub name: &'static str,
+    pub build: Builder,
+    /// Fields holding a shell line: values substituted into them are quoted.
+    pub shell_fields: &'static [&'static str],
+}
+
+/// The registry of resource types.
+pub const KINDS: &[Kind] = &[file::KIND, permissions::KIND, clean::KIND, command::KIND];
+
+pub fn kind_names() -> String {
+    KINDS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+}
+
+/// What a resource builder gets: its (rendered) table and the means to
+/// report errors at the right place.
+pub struct Build<'a> {
+    pub source: &'a Source,
+    /// The table as written, for locating fields by span.
+    pub table: &'a DeTable<'a>,
+    /// `resource[3]` or `handler[0]`.
+    pub prefix: String,
+    /// The playbook's directory: template paths are relative to it.
+    pub dir: &'a Path,
+    pub renderer: &'a Renderer,
+}
+
+impl Build<'_> {
+    pub fn deserialize<T: DeserializeOwned>(
+        &self,
+        value: Spanned<DeValue<'_>>,
+    ) -> Result<T, Error> {
+        T::deserialize(toml::de::ValueDeserializer::from(value))
+            .map_err(|e| self.source.toml_error(&e, Some(self.table), &self.prefix))
+    }
+
+    pub fn error(&self, span: &Range<usize>, message: impl Into<String>) -> Error {
+        let field = field_at(self.table, span, &self.prefix).or_else(|| Some(self.prefix.clone()));
+        self.source.error(span, field, message)
+    }
+
+    /// Read and render a template file named relative to the playbook.
+    pub fn template(
+        &self,
+        rel: &Spanned<String>,
+        extra: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> Result<String, Error> {
+        let path = self.dir.join(rel.get_ref());
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            self.error(
+                &rel.span(),
+                format!("cannot read template {}: {e}", path.display()),
+            )
+        })?;
+        self.renderer
+            .render_with(&text, false, extra)
+            .map_err(|m| self.error(&rel.span(), format!("{}: {m}", path.display())))
+    }
+}
+
+/// A path on the target as a playbook writes it: absolute, or starting
+/// with `~` (the home of the user fixer acts as on the target).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetPath(String);
+
+impl TargetPath {
+    pub fn resolve(&self, cx: &Context) -> PathBuf {
+        match self.0.strip_prefix('~') {
+            Some(rest) => cx.home.join(rest.trim_start_matches('/')),
+            None => PathBuf::from(&self.0),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.starts_with('/') || s == "~" || s.starts_with("~/") {
+            Ok(TargetPath(s.to_string()))
+        } else if s.is_empty() {
+            Err("path is empty".into())
+        } else {
+            Err(format!(
+                "`{s}` is a relative path: target paths must be absolute or start with ~/"
+            ))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TargetPath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        TargetPath::parse(&s).map_err(serde::de::Error::custom)
+    }
+}

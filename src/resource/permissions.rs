@@ -1,0 +1,85 @@
+//! `permissions`: mode, owner and group of an existing path, optionally of
+//! everything beneath it.
+
+use serde::Deserialize;
+use toml::de::DeValue;
+use toml::Spanned;
+
+use super::attributes::{attrs_to_change, resolve_owner, Account, Mode};
+use super::{Build, Context, Kind, Resource, TargetPath};
+use crate::change::{Delta, Op};
+use crate::error::Error;
+use crate::host::{walk, FileKind, Host, OnHost};
+
+pub const KIND: Kind = Kind {
+    name: "permissions",
+    build,
+    shell_fields: &[],
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Permissions {
+    path: TargetPath,
+    #[serde(default)]
+    mode: Option<Mode>,
+    #[serde(default)]
+    owner: Option<Account>,
+    #[serde(default)]
+    group: Option<Account>,
+    #[serde(default)]
+    recursive: bool,
+}
+
+fn build(value: Spanned<DeValue<'_>>, b: &Build<'_>) -> Result<Box<dyn Resource>, Error> {
+    let span = value.span();
+    let p: Permissions = b.deserialize(value)?;
+    if p.mode.is_none() && p.owner.is_none() && p.group.is_none() {
+        return Err(b.error(&span, "set at least one of `mode`, `owner`, `group`"));
+    }
+    Ok(Box::new(p))
+}
+
+impl Resource for Permissions {
+    fn kind(&self) -> &'static str {
+        "permissions"
+    }
+
+    fn subject(&self) -> String {
+        self.path.as_str().to_string()
+    }
+
+    fn plan(&self, host: &dyn Host, cx: &Context) -> Result<Delta, Error> {
+        let path = self.path.resolve(cx);
+        let (uid, gid) = resolve_owner(host, self.owner.as_ref(), self.group.as_ref())?;
+        let meta = host
+            .stat(&path)
+            .on(host)?
+            .ok_or_else(|| Error::Conflict(format!("{} does not exist", path.display())))?;
+        if meta.kind == FileKind::Symlink {
+            return Err(Error::Conflict(format!(
+                "{} is a symlink; name the file it points to",
+                path.display()
+            )));
+        }
+        let paths = if self.recursive {
+            walk::tree(host, &path).on(host)?
+        } else {
+            vec![(path, meta)]
+        };
+        let ops = paths
+            .into_iter()
+            // Symlinks inside a tree are left alone: chmod would follow them.
+            .filter(|(_, m)| m.kind != FileKind::Symlink)
+            .filter_map(|(p, m)| {
+                let attrs = attrs_to_change(&m, self.mode.as_ref(), uid, gid);
+                (!attrs.is_empty()).then_some(Op::SetMeta {
+                    path: p,
+                    before: m,
+                    attrs,
+                })
+            })
+            .collect();
+        Ok(Delta::ops(ops))
+    }
+}
