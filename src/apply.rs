@@ -39,7 +39,7 @@ pub fn apply(
 ) -> Result<Outcome, Error> {
     let store = Store::new(host);
     let _lock = store.lock()?;
-    if let Some(run) = store.interrupted()?.into_iter().next_back() {
+    if let Some(run) = store.unfinished()?.into_iter().next_back() {
         return Err(Error::Interrupted {
             host: host.name(),
             run: run.id,

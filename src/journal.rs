@@ -143,7 +143,13 @@ impl<'h> Store<'h> {
             missing.push(anc);
         }
         for d in missing.into_iter().rev() {
-            self.host.mkdir(d, 0o700).on(self.host)?;
+            // /var and /var/lib as a system has them; our own folder private.
+            let mode = if d.starts_with(STATE_DIR) {
+                0o700
+            } else {
+                0o755
+            };
+            self.host.mkdir(d, mode).on(self.host)?;
         }
         Ok(())
     }
@@ -200,10 +206,17 @@ impl<'h> Store<'h> {
     }
 
     /// Runs that started and never finished, with no process still on them.
+    /// For a caller that does not hold the lock.
     pub fn interrupted(&self) -> Result<Vec<RunRecord>, Error> {
         if self.busy()? {
             return Ok(Vec::new());
         }
+        self.unfinished()
+    }
+
+    /// Runs recorded as running. Once the caller holds the lock, these are
+    /// exactly the interrupted ones.
+    pub fn unfinished(&self) -> Result<Vec<RunRecord>, Error> {
         Ok(self
             .runs()?
             .into_iter()
@@ -402,6 +415,15 @@ fn undo_one(host: &dyn Host, undo: &Undo, completed: bool) -> Result<Option<Stri
         }
         Undo::Restore { path, backup, meta } => {
             let content = host.read(backup)?;
+            // Already as it was (the change never happened): touch nothing,
+            // which also spares an unprivileged user an impossible chown.
+            let current = host.stat(path)?;
+            if current.is_some_and(|m| {
+                (m.kind, m.mode, m.uid, m.gid) == (meta.kind, meta.mode, meta.uid, meta.gid)
+            }) && host.read(path)? == content
+            {
+                return Ok(None);
+            }
             host.write(
                 path,
                 &content,

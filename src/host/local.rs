@@ -177,7 +177,21 @@ impl Host for LocalHost {
         let gid = attrs.gid.or(existing.as_ref().map(|m| m.gid()));
         let tmp_meta = tmp.as_file().metadata().map_err(err)?;
         if uid.is_some_and(|u| u != tmp_meta.uid()) || gid.is_some_and(|g| g != tmp_meta.gid()) {
-            std::os::unix::fs::fchown(tmp.as_file(), uid, gid).map_err(err)?;
+            std::os::unix::fs::fchown(tmp.as_file(), uid, gid).map_err(|e| {
+                if e.raw_os_error() == Some(nix::libc::EPERM) {
+                    err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!(
+                            "cannot give it owner {}:{} as uid {}; run fixer as root or as the file's owner",
+                            uid.map_or("-".into(), |u| u.to_string()),
+                            gid.map_or("-".into(), |g| g.to_string()),
+                            nix::unistd::geteuid()
+                        ),
+                    ))
+                } else {
+                    err(e)
+                }
+            })?;
         }
         // After chown: chown clears setuid/setgid bits.
         tmp.as_file()

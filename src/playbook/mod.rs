@@ -9,7 +9,7 @@ pub mod source;
 pub mod template;
 pub mod vars;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -93,7 +93,7 @@ impl Playbook {
 
         let header: Header = match doc.iter().find(|(k, _)| k.get_ref() == "playbook") {
             Some((_, v)) => Header::deserialize(toml::de::ValueDeserializer::from(v.clone()))
-                .map_err(|e| source.toml_error(&e, Some(&whole), "playbook"))?,
+                .map_err(|e| source.toml_error(&e, Some(&whole), ""))?,
             None => {
                 return Err(source.error(
                     &(doc_span.start..doc_span.start),
@@ -128,9 +128,11 @@ impl Playbook {
             None => Vec::new(),
         };
 
-        let resources = declare_all(&source, &whole, "resource", &dir, &renderer)?;
-        let handlers = declare_all(&source, &whole, "handler", &dir, &renderer)?;
-        check_ids_and_notify(&source, &whole, &resources, &handlers)?;
+        // Handlers first, so a resource's `notify` can be checked where it is written.
+        let handlers = declare_all(&source, &whole, "handler", &dir, &renderer, &[])?;
+        let handler_ids: Vec<&str> = handlers.iter().map(|h| h.id.as_str()).collect();
+        let resources = declare_all(&source, &whole, "resource", &dir, &renderer, &handler_ids)?;
+        check_unique_ids(&source, &whole, &resources, &handlers)?;
 
         Ok(Playbook {
             path: path.to_path_buf(),
@@ -172,6 +174,7 @@ fn declare_all(
     section: &str,
     dir: &Path,
     renderer: &Renderer,
+    handler_ids: &[&str],
 ) -> Result<Vec<Declared>, Error> {
     let mut out = Vec::new();
     for (i, item) in array_of_tables(source, doc, section)?
@@ -182,15 +185,13 @@ fn declare_all(
         let DeValue::Table(table) = item.get_ref() else {
             return Err(source.error(&item.span(), Some(prefix), "expected a table"));
         };
-        out.push(declare_one(
+        let scope = Scope {
             source,
-            table,
-            item.span(),
-            &prefix,
-            section,
             dir,
             renderer,
-        )?);
+            handler_ids,
+        };
+        out.push(scope.declare(table, item.span(), &prefix, section)?);
     }
     Ok(out)
 }
@@ -210,100 +211,140 @@ fn string_field(
     }
 }
 
-fn declare_one(
-    source: &Source,
-    original: &DeTable<'_>,
-    span: std::ops::Range<usize>,
-    prefix: &str,
-    section: &str,
-    dir: &Path,
-    renderer: &Renderer,
-) -> Result<Declared, Error> {
-    let mut table = original.clone();
-    let kind_name = match take(&mut table, "type") {
-        Some(t) => string_field(source, prefix, &t)?,
-        None if section == "handler" => Spanned::new(span.clone(), "command".to_string()),
-        None => {
+/// What declaring one resource or handler needs besides its table.
+struct Scope<'a> {
+    source: &'a Source,
+    dir: &'a Path,
+    renderer: &'a Renderer,
+    handler_ids: &'a [&'a str],
+}
+
+impl Scope<'_> {
+    fn declare(
+        &self,
+        original: &DeTable<'_>,
+        span: std::ops::Range<usize>,
+        prefix: &str,
+        section: &str,
+    ) -> Result<Declared, Error> {
+        let Scope {
+            source,
+            dir,
+            renderer,
+            handler_ids,
+        } = *self;
+        let mut table = original.clone();
+        let kind_name = match take(&mut table, "type") {
+            Some(t) => string_field(source, prefix, &t)?,
+            None if section == "handler" => Spanned::new(span.clone(), "command".to_string()),
+            None => {
+                return Err(source.error(
+                    &span,
+                    Some(format!("{prefix}.type")),
+                    format!(
+                        "missing field `type`, expected one of: {}",
+                        resource::kind_names()
+                    ),
+                ))
+            }
+        };
+        let kind = resource::KINDS
+            .iter()
+            .find(|k| k.name == kind_name.get_ref())
+            .filter(|k| section == "resource" || k.name == "command")
+            .ok_or_else(|| {
+                let expected = if section == "handler" {
+                    "command".to_string()
+                } else {
+                    resource::kind_names()
+                };
+                source.error(
+                    &kind_name.span(),
+                    Some(format!("{prefix}.type")),
+                    format!(
+                        "unknown {section} type `{}`, expected one of: {expected}",
+                        kind_name.get_ref()
+                    ),
+                )
+            })?;
+        let id = take(&mut table, "id")
+            .map(|t| string_field(source, prefix, &t))
+            .transpose()?;
+        let notify = match take(&mut table, "notify") {
+            Some((k, v)) => Vec::<Spanned<String>>::deserialize(toml::de::ValueDeserializer::from(
+                v,
+            ))
+            .map_err(|e| {
+                source.error(
+                    &e.span().unwrap_or(k.span()),
+                    Some(format!("{prefix}.notify")),
+                    e.message().to_string(),
+                )
+            })?,
+            None => Vec::new(),
+        };
+        if section == "handler" && !notify.is_empty() {
+            return Err(source.error(
+                &notify[0].span(),
+                Some(format!("{prefix}.notify")),
+                "handlers cannot notify other handlers",
+            ));
+        }
+        for (j, n) in notify.iter().enumerate() {
+            if !handler_ids.contains(&n.get_ref().as_str()) {
+                return Err(source.error(
+                    &n.span(),
+                    Some(format!("{prefix}.notify[{j}]")),
+                    format!(
+                        "notify names `{}`, which is not a declared [[handler]] (declared: {})",
+                        n.get_ref(),
+                        if handler_ids.is_empty() {
+                            "none".to_string()
+                        } else {
+                            handler_ids.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+        if section == "handler" && id.is_none() {
             return Err(source.error(
                 &span,
-                Some(format!("{prefix}.type")),
-                format!(
-                    "missing field `type`, expected one of: {}",
-                    resource::kind_names()
-                ),
-            ))
+                Some(format!("{prefix}.id")),
+                "a handler needs an `id` for resources to notify",
+            ));
         }
-    };
-    let kind = resource::KINDS
-        .iter()
-        .find(|k| k.name == kind_name.get_ref())
-        .filter(|k| section == "resource" || k.name == "command")
-        .ok_or_else(|| {
-            let expected = if section == "handler" {
-                "command".to_string()
-            } else {
-                resource::kind_names()
-            };
-            source.error(
-                &kind_name.span(),
-                Some(format!("{prefix}.type")),
-                format!(
-                    "unknown {section} type `{}`, expected one of: {expected}",
-                    kind_name.get_ref()
-                ),
-            )
-        })?;
-    let id = take(&mut table, "id")
-        .map(|t| string_field(source, prefix, &t))
-        .transpose()?;
-    let notify = match take(&mut table, "notify") {
-        Some((k, v)) => Vec::<Spanned<String>>::deserialize(toml::de::ValueDeserializer::from(v))
-            .map_err(|e| {
-            source.error(
-                &e.span().unwrap_or(k.span()),
-                Some(format!("{prefix}.notify")),
-                e.message().to_string(),
-            )
-        })?,
-        None => Vec::new(),
-    };
-    if section == "handler" && id.is_none() {
-        return Err(source.error(
-            &span,
-            Some(format!("{prefix}.id")),
-            "a handler needs an `id` for resources to notify",
-        ));
-    }
 
-    // Render every string in place, keeping spans for later errors.
-    for (k, v) in table.iter_mut() {
-        let shell = kind.shell_fields.contains(&k.get_ref().as_ref());
-        render_value(
+        // Render every string in place, keeping spans for later errors.
+        for (k, v) in table.iter_mut() {
+            let shell = kind.shell_fields.contains(&k.get_ref().as_ref());
+            render_value(
+                source,
+                v,
+                &format!("{prefix}.{}", k.get_ref()),
+                shell,
+                renderer,
+            )?;
+        }
+        let build = Build {
             source,
-            v,
-            &format!("{prefix}.{}", k.get_ref()),
-            shell,
+            table: original,
+            prefix: prefix.to_string(),
+            dir,
             renderer,
-        )?;
+        };
+        let value = Spanned::new(span, DeValue::Table(table));
+        let resource = (kind.build)(value, &build)?;
+        let id = match id {
+            Some(id) => id.into_inner(),
+            None => format!("{}:{}", kind.name, resource.subject()),
+        };
+        Ok(Declared {
+            id,
+            notify: notify.into_iter().map(Spanned::into_inner).collect(),
+            resource,
+        })
     }
-    let build = Build {
-        source,
-        table: original,
-        prefix: prefix.to_string(),
-        dir,
-        renderer,
-    };
-    let value = Spanned::new(span, DeValue::Table(table));
-    let resource = (kind.build)(value, &build)?;
-    let id = match id {
-        Some(id) => id.into_inner(),
-        None => format!("{}:{}", kind.name, resource.subject()),
-    };
-    Ok(Declared {
-        id,
-        notify: notify.into_iter().map(Spanned::into_inner).collect(),
-        resource,
-    })
 }
 
 fn render_value(
@@ -343,53 +384,27 @@ fn render_value(
     Ok(())
 }
 
-fn check_ids_and_notify(
+fn check_unique_ids(
     source: &Source,
     doc: &DeTable<'_>,
     resources: &[Declared],
     handlers: &[Declared],
 ) -> Result<(), Error> {
-    let spans = |section: &str| -> Vec<std::ops::Range<usize>> {
-        array_of_tables(source, doc, section)
-            .map(|v| v.iter().map(|i| i.span()).collect())
-            .unwrap_or_default()
-    };
-    let (rspans, hspans) = (spans("resource"), spans("handler"));
-    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    for (i, r) in resources.iter().enumerate() {
-        if let Some(first) = seen.insert(&r.id, i) {
-            let first_line = source.location(rspans[first].start, None).line;
-            return Err(source.error(
-                &rspans[i],
-                Some(format!("resource[{i}].id")),
-                format!("duplicate resource id `{}` (first declared on line {first_line}); give one of them an explicit `id`", r.id),
-            ));
-        }
-    }
-    let mut handler_ids = HashSet::new();
-    for (i, h) in handlers.iter().enumerate() {
-        if !handler_ids.insert(h.id.as_str()) {
-            return Err(source.error(
-                &hspans[i],
-                Some(format!("handler[{i}].id")),
-                format!("duplicate handler id `{}`", h.id),
-            ));
-        }
-    }
-    for (i, r) in resources.iter().enumerate() {
-        for (j, n) in r.notify.iter().enumerate() {
-            if !handler_ids.contains(n.as_str()) {
-                let known: Vec<&str> = handlers.iter().map(|h| h.id.as_str()).collect();
+    for (section, declared) in [("resource", resources), ("handler", handlers)] {
+        let spans: Vec<std::ops::Range<usize>> = array_of_tables(source, doc, section)?
+            .iter()
+            .map(|i| i.span())
+            .collect();
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, r) in declared.iter().enumerate() {
+            if let Some(first) = seen.insert(&r.id, i) {
+                let first_line = source.location(spans[first].start, None).line;
                 return Err(source.error(
-                    &rspans[i],
-                    Some(format!("resource[{i}].notify[{j}]")),
+                    &spans[i],
+                    Some(format!("{section}[{i}].id")),
                     format!(
-                        "notify names `{n}`, which is not a declared [[handler]] (declared: {})",
-                        if known.is_empty() {
-                            "none".to_string()
-                        } else {
-                            known.join(", ")
-                        }
+                        "duplicate {section} id `{}` (first declared on line {first_line}); give one of them an explicit `id`",
+                        r.id
                     ),
                 ));
             }

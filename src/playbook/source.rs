@@ -80,31 +80,30 @@ fn join(prefix: &str, key: &str) -> String {
 }
 
 /// The dotted path of the deepest key whose key or value covers `span`.
+/// A table's own span covers only its `[header]`, not its body, so every
+/// branch is searched rather than only the ones containing the span.
 pub fn field_at(table: &DeTable<'_>, span: &Range<usize>, prefix: &str) -> Option<String> {
     for (k, v) in table.iter() {
         let name = join(prefix, k.get_ref());
-        if contains(&k.span(), span) {
-            return Some(name);
+        if let Some(deeper) = value_field(v, span, &name) {
+            return Some(deeper);
         }
-        if contains(&v.span(), span) {
-            return Some(value_field(v, span, name));
+        if contains(&k.span(), span) || contains(&v.span(), span) {
+            return Some(name);
         }
     }
     None
 }
 
-fn value_field(v: &Spanned<DeValue<'_>>, span: &Range<usize>, name: String) -> String {
+fn value_field(v: &Spanned<DeValue<'_>>, span: &Range<usize>, name: &str) -> Option<String> {
     match v.get_ref() {
-        DeValue::Table(t) => field_at(t, span, &name).unwrap_or(name),
-        DeValue::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                if contains(&item.span(), span) {
-                    return value_field(item, span, format!("{name}[{i}]"));
-                }
-            }
-            name
-        }
-        _ => name,
+        DeValue::Table(t) => field_at(t, span, name),
+        DeValue::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            let item_name = format!("{name}[{i}]");
+            value_field(item, span, &item_name)
+                .or_else(|| contains(&item.span(), span).then_some(item_name))
+        }),
+        _ => None,
     }
 }
 

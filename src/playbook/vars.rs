@@ -66,47 +66,48 @@ impl Vars {
         let mut map = BTreeMap::new();
         for (k, v) in table.iter() {
             let field = Some(format!("vars.{}", k.get_ref()));
-            let var =
-                match v.get_ref() {
-                    DeValue::Table(t) => {
-                        let mut value = None;
-                        let mut sensitive = false;
-                        for (tk, tv) in t.iter() {
-                            let sub = Some(format!("vars.{}.{}", k.get_ref(), tk.get_ref()));
-                            match (tk.get_ref().as_ref(), tv.get_ref()) {
-                                ("value", x) => {
-                                    value = Some(scalar(x).ok_or_else(|| {
+            let var = match v.get_ref() {
+                DeValue::Table(t) => {
+                    let mut value = None;
+                    let mut sensitive = false;
+                    for (tk, tv) in t.iter() {
+                        let sub = Some(format!("vars.{}.{}", k.get_ref(), tk.get_ref()));
+                        match (tk.get_ref().as_ref(), tv.get_ref()) {
+                            ("value", x) => {
+                                value =
+                                    Some(scalar(x).ok_or_else(|| {
                                         source.error(&tv.span(), sub.clone(), SHAPE)
                                     })?)
-                                }
-                                ("sensitive", DeValue::Boolean(b)) => sensitive = *b,
-                                ("sensitive", _) => {
-                                    return Err(source.error(
-                                        &tv.span(),
-                                        sub,
-                                        "`sensitive` must be true or false",
-                                    ))
-                                }
-                                (other, _) => return Err(source.error(
+                            }
+                            ("sensitive", DeValue::Boolean(b)) => sensitive = *b,
+                            ("sensitive", _) => {
+                                return Err(source.error(
+                                    &tv.span(),
+                                    sub,
+                                    "`sensitive` must be true or false",
+                                ))
+                            }
+                            (other, _) => {
+                                return Err(source.error(
                                     &tk.span(),
                                     sub,
                                     format!(
                                         "unknown field `{other}`, expected `value` or `sensitive`"
                                     ),
-                                )),
+                                ))
                             }
                         }
-                        let value = value.ok_or_else(|| {
-                            source.error(&v.span(), field.clone(), "missing field `value`")
-                        })?;
-                        Var { value, sensitive }
                     }
-                    other => Var {
-                        value: scalar(other)
-                            .ok_or_else(|| source.error(&v.span(), field, SHAPE))?,
-                        sensitive: false,
-                    },
-                };
+                    let value = value.ok_or_else(|| {
+                        source.error(&v.span(), field.clone(), "missing field `value`")
+                    })?;
+                    Var { value, sensitive }
+                }
+                other => Var {
+                    value: scalar(other).ok_or_else(|| source.error(&v.span(), field, SHAPE))?,
+                    sensitive: false,
+                },
+            };
             map.insert(k.get_ref().to_string(), var);
         }
         Ok(Vars { map })

@@ -115,7 +115,7 @@ impl<'de> Deserialize<'de> for Mode {
         match Raw::deserialize(d)? {
             Raw::S(s) => Mode::parse(&s).map_err(serde::de::Error::custom),
             Raw::N(n) => Err(serde::de::Error::custom(format!(
-                "write the mode as a string (\"0{n:o}\" or \"u=rw,go=r\"): a bare number is ambiguous"
+                "write the mode as a string (\"0{n}\" or \"u=rw,go=r\"): a bare number is read as decimal"
             ))),
         }
     }

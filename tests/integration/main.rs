@@ -1,1 +1,10 @@
+//! One integration test binary driving the real `fixer` executable on
+//! tempdir roots. Nothing here touches this machine's /etc, /root or ~.
 
+mod apply;
+mod failures;
+mod plan;
+mod resources;
+mod rollback;
+mod support;
+mod validate;

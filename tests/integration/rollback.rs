@@ -1,0 +1,240 @@
+//! Rollback: after a failure, after SIGKILL, and on request; the target ends
+//! as it was, byte for byte, mode and owner included.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use predicates::str::contains;
+
+use crate::plan::{seed, MIXED};
+use crate::support::{stderr_of, stdout_of, Sandbox, TestResult};
+
+#[test]
+fn rollback_restores_the_target_exactly() -> TestResult {
+    let sb = Sandbox::new();
+    seed(&sb);
+    let before = sb.tree();
+    let pb = sb.playbook("mixed.toml", MIXED);
+    sb.fixer(&["apply", pb.to_str().ok_or("path")?])
+        .assert()
+        .success();
+    assert_ne!(sb.tree(), before);
+    let out = sb.fixer(&["rollback"]).output()?;
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(stdout_of(&out).contains("Rolled back run"));
+    // Commands without `undo` are reported, and their output stays.
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("command `echo built > built.txt` ran and declares no `undo`"),
+        "{err}"
+    );
+    let mut after = sb.tree();
+    after.remove("/built.txt");
+    after.remove("/reload.log");
+    assert_eq!(after, before);
+    // Nothing left to undo.
+    sb.fixer(&["rollback"])
+        .assert()
+        .code(1)
+        .stderr(contains("nothing to roll back"));
+    Ok(())
+}
+
+#[test]
+fn rollback_walks_back_run_by_run_and_by_name() -> TestResult {
+    let sb = Sandbox::new();
+    let write = |content: &str| {
+        sb.playbook(
+            "p.toml",
+            &format!("[playbook]\nname = \"v\"\n[[resource]]\ntype = \"file\"\npath = \"/v\"\ncontent = \"{content}\"\n"),
+        )
+    };
+    let pb = write("one");
+    sb.fixer(&["apply", pb.to_str().ok_or("path")?])
+        .assert()
+        .success();
+    let pb = write("two");
+    sb.fixer(&["apply", pb.to_str().ok_or("path")?])
+        .assert()
+        .success();
+    // A no-change run is recorded but skipped by rollback.
+    sb.fixer(&["apply", pb.to_str().ok_or("path")?])
+        .assert()
+        .success();
+    let history = stdout_of(&sb.fixer(&["history", "--format", "json"]).output()?);
+    let runs: serde_json::Value = serde_json::from_str(&history)?;
+    assert_eq!(runs.as_array().map(Vec::len), Some(3));
+    sb.fixer(&["rollback"]).assert().success();
+    assert_eq!(sb.read("/v"), "one");
+    sb.fixer(&["rollback"]).assert().success();
+    assert!(!sb.exists("/v"));
+    let first = runs[0]["id"].as_str().ok_or("id")?;
+    sb.fixer(&["rollback", first])
+        .assert()
+        .code(1)
+        .stderr(contains("is already rolled back"));
+    sb.fixer(&["rollback", "no-such-run"])
+        .assert()
+        .code(1)
+        .stderr(contains("no run `no-such-run`"));
+    sb.fixer(&["history"])
+        .assert()
+        .success()
+        .stdout(contains("rolled back"));
+    Ok(())
+}
+
+const FAILING: &str = r#"[playbook]
+name = "fails"
+[[resource]]
+type = "file"
+path = "/etc/motd"
+content = "changed\n"
+mode = "0600"
+[[resource]]
+type = "file"
+path = "/new/dir/file"
+content = "new\n"
+[[resource]]
+type = "clean"
+paths = ["/var/cache/app"]
+[[resource]]
+type = "command"
+run = "echo partial > partial.txt; echo 'it broke' >&2; exit 3"
+[[resource]]
+type = "file"
+path = "/never"
+content = "x"
+"#;
+
+#[test]
+fn a_command_failing_halfway_rolls_everything_back() -> TestResult {
+    let sb = Sandbox::new();
+    seed(&sb);
+    let before = sb.tree();
+    let pb = sb.playbook("f.toml", FAILING);
+    let out = sb.fixer(&["apply", pb.to_str().ok_or("path")?]).output()?;
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("resource `command:echo partial"), "{err}");
+    assert!(err.contains("failed (exit status 3)"), "{err}");
+    assert!(err.contains("it broke"), "{err}");
+    assert!(
+        err.contains("changes undone; the target is as it was before this apply"),
+        "{err}"
+    );
+    let mut after = sb.tree();
+    after.remove("/partial.txt");
+    assert_eq!(after, before);
+    sb.fixer(&["history"])
+        .assert()
+        .success()
+        .stdout(contains("failed, rolled back"));
+    // A failed run is not offered again for rollback.
+    sb.fixer(&["rollback"])
+        .assert()
+        .code(1)
+        .stderr(contains("nothing to roll back"));
+    Ok(())
+}
+
+const KILLED: &str = r#"[playbook]
+name = "killed"
+[[resource]]
+type = "file"
+path = "/etc/motd"
+content = "changed\n"
+[[resource]]
+type = "clean"
+paths = ["/var/cache/app"]
+[[resource]]
+type = "command"
+run = "kill -9 $PPID; sleep 5"
+[[resource]]
+type = "file"
+path = "/never"
+content = "x"
+"#;
+
+#[test]
+fn sigkill_halfway_is_detected_and_rolled_back() -> TestResult {
+    let sb = Sandbox::new();
+    seed(&sb);
+    let before = sb.tree();
+    let pb = sb.playbook("k.toml", KILLED);
+    let pb = pb.to_str().ok_or("path")?;
+    let out = sb.command(&["apply", pb]).output()?;
+    use std::os::unix::process::ExitStatusExt as _;
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "apply was expected to die by SIGKILL"
+    );
+    assert_eq!(sb.read("/etc/motd"), "changed\n");
+    assert!(!sb.exists("/var/cache/app"));
+
+    // plan warns, apply refuses, both name the way out.
+    sb.fixer(&["plan", pb]).assert().success().stderr(contains(
+        "was interrupted before it finished; roll it back with `fixer rollback",
+    ));
+    sb.fixer(&["apply", pb]).assert().code(1).stderr(contains(
+        "was interrupted before it finished; roll it back first with `fixer rollback",
+    ));
+    sb.fixer(&["history"])
+        .assert()
+        .success()
+        .stdout(contains("interrupted"));
+
+    sb.fixer(&["rollback"]).assert().success();
+    assert_eq!(sb.tree(), before);
+    sb.fixer(&["history"])
+        .assert()
+        .success()
+        .stdout(contains("rolled back"));
+    Ok(())
+}
+
+#[test]
+fn two_applies_at_once_one_waits_out() -> TestResult {
+    let sb = Sandbox::new();
+    let pb = sb.playbook(
+        "slow.toml",
+        r#"[playbook]
+name = "slow"
+[[resource]]
+type = "command"
+run = "touch started; i=0; while [ ! -e release ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done"
+"#,
+    );
+    let pb = pb.to_str().ok_or("path")?;
+    let mut first = std::process::Command::new(assert_cmd::cargo::cargo_bin("fixer"))
+        .args(["apply", pb, "--root"])
+        .arg(sb.root())
+        .env("HOME", crate::support::HOME)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let t0 = Instant::now();
+    while !sb.exists("/started") {
+        if t0.elapsed() > Duration::from_secs(30) {
+            let _ = first.kill();
+            return Err("first apply never started".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = sb.fixer(&["apply", pb]).output();
+    let rollback = sb.fixer(&["rollback"]).output();
+    sb.file("/release", "");
+    let status = first.wait()?;
+    let (second, rollback) = (second?, rollback?);
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        stderr_of(&second).contains("another fixer apply or rollback holds the lock"),
+        "{}",
+        stderr_of(&second)
+    );
+    assert_eq!(rollback.status.code(), Some(1));
+    assert!(stderr_of(&rollback).contains("holds the lock"));
+    assert!(status.success());
+    Ok(())
+}

@@ -1,0 +1,236 @@
+//! Malformed playbooks: each is refused with file, line, column and field,
+//! and nothing on the target changes.
+
+use predicates::str::contains;
+
+use crate::support::{stderr_of, Sandbox, TestResult};
+
+const HEAD: &str = "[playbook]\nname = \"t\"\n";
+
+#[test]
+fn valid_playbook_validates_without_touching_the_target() -> TestResult {
+    let sb = Sandbox::new();
+    let pb = sb.playbook(
+        "ok.toml",
+        &format!("{HEAD}[vars]\nw = \"x\"\n[[resource]]\ntype = \"file\"\npath = \"/etc/{{{{w}}}}\"\ncontent = \"hi\"\n"),
+    );
+    sb.fixer(&["validate", pb.to_str().ok_or("path")?])
+        .assert()
+        .success()
+        .stdout(contains("valid playbook `t` (1 resources, 0 handlers)"));
+    assert!(sb.tree().is_empty());
+    Ok(())
+}
+
+/// (playbook body after the header, expected `file:line:col: field` text, message part)
+const CASES: &[(&str, &str, &str)] = &[
+    (
+        "[[resource]]\ntype = \"file\"\npath = \"/etc/a\"\ncontent = \"x\"\nmodee = \"0644\"\n",
+        "bad.toml:7:1: field `resource[0].modee`",
+        "unknown field `modee`",
+    ),
+    (
+        "[[resource]]\ntype = \"file\"\npath = \"etc/a\"\ncontent = \"x\"\n",
+        "bad.toml:5:8: field `resource[0].path`",
+        "relative path",
+    ),
+    (
+        "[[resource]]\ntype = \"fiel\"\npath = \"/etc/a\"\n",
+        "bad.toml:4:8: field `resource[0].type`",
+        "unknown resource type `fiel`, expected one of: file, permissions, clean, command",
+    ),
+    (
+        "[[resource]]\npath = \"/etc/a\"\n",
+        "bad.toml:3:1: field `resource[0].type`",
+        "missing field `type`",
+    ),
+    (
+        "[[resource]]\ntype = \"file\"\npath = \"/etc/a\"\ncontent = \"{{nope}}\"\n",
+        "bad.toml:6:11: field `resource[0].content`",
+        "variable `nope` is not defined",
+    ),
+    (
+        "[[resource]]\ntype = \"file\"\npath = \"/etc/a\"\ncontent = \"x\"\nmode = 644\n",
+        "bad.toml:7:8: field `resource[0].mode`",
+        "write the mode as a string (\"0644\"",
+    ),
+    (
+        "[[resource]]\ntype = \"permissions\"\npath = \"/etc/a\"\nmode = \"u=rwz\"\n",
+        "bad.toml:6:8: field `resource[0].mode`",
+        "`z` in mode `u=rwz`",
+    ),
+    (
+        "[[resource]]\ntype = \"file\"\npath = \"/etc/a\"\ncontent = \"x\"\nnotify = [\"nope\"]\n",
+        "bad.toml:7:11: field `resource[0].notify[0]`",
+        "not a declared [[handler]]",
+    ),
+    (
+        "[[resource]]\ntype = \"file\"\npath = \"/etc/a\"\ncontent = \"x\"\n[[resource]]\ntype = \"file\"\npath = \"/etc/a\"\ncontent = \"y\"\n",
+        "bad.toml:7:1: field `resource[1].id`",
+        "duplicate resource id `file:/etc/a` (first declared on line 3)",
+    ),
+    (
+        "[[resource]]\ntype = \"file\"\npath = \"/etc/a\"\ncontent = \"x\"\ntemplate = \"t.hbs\"\n",
+        "bad.toml:7:12: field `resource[0].template`",
+        "either `content` or `template`",
+    ),
+    (
+        "[[resource]]\ntype = \"file\"\npath = \"/etc/a\"\ntemplate = \"missing.hbs\"\n",
+        "bad.toml:6:12: field `resource[0].template`",
+        "cannot read template",
+    ),
+    (
+        "[[resource]]\ntype = \"file\"\npath = \"/etc/a\"\n",
+        "bad.toml:3:1: field `resource[0]`",
+        "needs `content` or `template`",
+    ),
+    (
+        "[[resource]]\ntype = \"permissions\"\npath = \"/etc/a\"\n",
+        "bad.toml:3:1: field `resource[0]`",
+        "at least one of `mode`, `owner`, `group`",
+    ),
+    (
+        "[[resource]]\ntype = \"clean\"\npaths = \"/tmp/x\"\n",
+        "bad.toml:5:9: field `resource[0].paths`",
+        "invalid type",
+    ),
+    (
+        "[[resource]]\ntype = \"command\"\nrun = \"\"\n",
+        "bad.toml:3:1: field `resource[0]`",
+        "`run` is empty",
+    ),
+    (
+        "[[handler]]\ntype = \"command\"\nrun = \"true\"\n",
+        "bad.toml:3:1: field `handler[0].id`",
+        "a handler needs an `id`",
+    ),
+    (
+        "[[handler]]\nid = \"h\"\ntype = \"file\"\npath = \"/a\"\ncontent = \"\"\n",
+        "bad.toml:5:8: field `handler[0].type`",
+        "unknown handler type `file`, expected one of: command",
+    ),
+    (
+        "[resources]\n",
+        "bad.toml:3:2: field `resources`",
+        "unknown section `resources`",
+    ),
+    (
+        "[[resource]\ntype = \"file\"\n",
+        "bad.toml:3:12:",
+        "unclosed array table",
+    ),
+    (
+        "[vars]\nv = [1, 2]\n",
+        "bad.toml:4:5: field `vars.v`",
+        "a variable is a string, number or boolean",
+    ),
+    (
+        "[vars]\nv = { value = \"x\", secret = true }\n",
+        "bad.toml:4:20: field `vars.v.secret`",
+        "unknown field `secret`",
+    ),
+];
+
+#[test]
+fn each_kind_of_malformed_playbook_names_file_line_and_field() -> TestResult {
+    for (body, at, message) in CASES {
+        let sb = Sandbox::new();
+        let pb = sb.playbook("bad.toml", &format!("{HEAD}{body}"));
+        let pb = pb.to_str().ok_or("path")?;
+        for cmd in [&["validate", pb][..], &["plan", pb], &["apply", pb]] {
+            let out = sb.fixer(cmd).output()?;
+            let err = stderr_of(&out);
+            assert_eq!(out.status.code(), Some(1), "{body}\n{err}");
+            let err = err
+                .replace(&sb.base().join("pb").display().to_string(), "")
+                .replace("error: /", "error: ");
+            assert!(
+                err.contains(at),
+                "case:\n{body}\nexpected `{at}` in:\n{err}"
+            );
+            assert!(
+                err.contains(message),
+                "case:\n{body}\nexpected `{message}` in:\n{err}"
+            );
+        }
+        assert!(sb.tree().is_empty(), "{body}: the target changed");
+    }
+    Ok(())
+}
+
+#[test]
+fn missing_playbook_header_is_an_error() -> TestResult {
+    let sb = Sandbox::new();
+    let pb = sb.playbook("bad.toml", "[vars]\na = 1\n");
+    sb.fixer(&["validate", pb.to_str().ok_or("path")?])
+        .assert()
+        .code(1)
+        .stderr(contains(
+            "bad.toml:1:1: field `playbook`: missing [playbook] table with a `name`",
+        ));
+    Ok(())
+}
+
+#[test]
+fn undefined_variable_inside_a_template_file_names_the_template_line() -> TestResult {
+    let sb = Sandbox::new();
+    sb.playbook("templates/motd.hbs", "line one\nhello {{who}}\n");
+    let pb = sb.playbook(
+        "bad.toml",
+        &format!("{HEAD}[[resource]]\ntype = \"file\"\npath = \"/etc/motd\"\ntemplate = \"templates/motd.hbs\"\n"),
+    );
+    sb.fixer(&["validate", pb.to_str().ok_or("path")?])
+        .assert()
+        .code(1)
+        .stderr(contains("bad.toml:6:12: field `resource[0].template`"))
+        .stderr(contains(
+            "motd.hbs: template line 2, column 7: variable `who` is not defined",
+        ));
+    Ok(())
+}
+
+#[test]
+fn var_overrides_are_checked() -> TestResult {
+    let sb = Sandbox::new();
+    let pb = sb.playbook(
+        "p.toml",
+        &format!("{HEAD}[vars]\nwho = \"a\"\n[[resource]]\ntype = \"file\"\npath = \"/x\"\ncontent = \"{{{{who}}}}\"\n"),
+    );
+    let pb = pb.to_str().ok_or("path")?;
+    sb.fixer(&["plan", pb, "--var", "whom=b"])
+        .assert()
+        .code(1)
+        .stderr(contains(
+            "--var whom: variable `whom` is not declared in the playbook's [vars] (declared: who)",
+        ));
+    sb.fixer(&["plan", pb, "--var", "who"])
+        .assert()
+        .code(1)
+        .stderr(contains("--var expects NAME=VALUE, got `who`"));
+    let vars = sb.playbook("vars.toml", "who = \"from-file\"\nextra = 1\n");
+    sb.fixer(&["plan", pb, "--vars", vars.to_str().ok_or("path")?])
+        .assert()
+        .code(1)
+        .stderr(contains(
+            "vars.toml:2:1: field `extra`: variable `extra` is not declared",
+        ));
+    let vars = sb.playbook("vars.toml", "who = \"from-file\"\n");
+    // --var wins over --vars, which wins over [vars].
+    sb.fixer(&["plan", pb, "--vars", vars.to_str().ok_or("path")?])
+        .assert()
+        .success()
+        .stdout(contains("+from-file"));
+    sb.fixer(&[
+        "plan",
+        pb,
+        "--vars",
+        vars.to_str().ok_or("path")?,
+        "--var",
+        "who=cli",
+    ])
+    .assert()
+    .success()
+    .stdout(contains("+cli"));
+    assert!(sb.tree().is_empty());
+    Ok(())
+}
