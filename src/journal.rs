@@ -283,25 +283,22 @@ impl<'h> Store<'h> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(Error::host(self.host, e)),
         };
+        // A kill during an append leaves a torn last line without its
+        // newline; the change it announced was never started, so it is
+        // dropped. Any other bad line is corruption.
+        let complete = match bytes.iter().rposition(|b| *b == b'\n') {
+            Some(end) => &bytes[..end],
+            None => &[][..],
+        };
         let mut out = Vec::new();
-        for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        for (i, line) in complete.split(|b| *b == b'\n').enumerate() {
             if line.is_empty() {
                 continue;
             }
-            match serde_json::from_slice(line) {
-                Ok(e) => out.push(e),
-                // A torn last line is what a kill during append leaves: the
-                // change it announced was never started.
-                Err(_)
-                    if bytes[bytes.len() - 1] != b'\n'
-                        && i == bytes.split(|b| *b == b'\n').count() - 1 => {}
-                Err(e) => {
-                    return Err(Error::Journal {
-                        path,
-                        message: format!("line {}: {e}", i + 1),
-                    })
-                }
-            }
+            out.push(serde_json::from_slice(line).map_err(|e| Error::Journal {
+                path: path.clone(),
+                message: format!("line {}: {e}", i + 1),
+            })?);
         }
         Ok(out)
     }

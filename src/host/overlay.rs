@@ -36,6 +36,8 @@ enum Entry {
 pub struct Overlay<'h> {
     inner: &'h dyn Host,
     entries: Mutex<BTreeMap<PathBuf, Entry>>,
+    /// Owner and group a new path gets: whoever fixer runs as.
+    creator: (u32, u32),
 }
 
 fn unsupported(op: &'static str, path: &Path) -> HostError {
@@ -55,6 +57,10 @@ impl<'h> Overlay<'h> {
         Overlay {
             inner,
             entries: Mutex::new(BTreeMap::new()),
+            creator: (
+                nix::unistd::geteuid().as_raw(),
+                nix::unistd::getegid().as_raw(),
+            ),
         }
     }
 
@@ -117,8 +123,8 @@ impl<'h> Overlay<'h> {
                     meta: Meta {
                         kind: FileKind::Dir,
                         mode: 0o755,
-                        uid: 0,
-                        gid: 0,
+                        uid: self.creator.0,
+                        gid: self.creator.1,
                         size: 0,
                     },
                     content: Content::Real,
@@ -141,8 +147,8 @@ impl<'h> Overlay<'h> {
                 meta: Meta {
                     kind: FileKind::File,
                     mode: 0o644,
-                    uid: 0,
-                    gid: 0,
+                    uid: self.creator.0,
+                    gid: self.creator.1,
                     size: 0,
                 },
                 content: Content::Unknown,
@@ -256,8 +262,14 @@ impl Host for Overlay<'_> {
         let meta = Meta {
             kind: FileKind::File,
             mode: attrs.mode.or(existing.map(|m| m.mode)).unwrap_or(0o644),
-            uid: attrs.uid.or(existing.map(|m| m.uid)).unwrap_or(0),
-            gid: attrs.gid.or(existing.map(|m| m.gid)).unwrap_or(0),
+            uid: attrs
+                .uid
+                .or(existing.map(|m| m.uid))
+                .unwrap_or(self.creator.0),
+            gid: attrs
+                .gid
+                .or(existing.map(|m| m.gid))
+                .unwrap_or(self.creator.1),
             size: content.len() as u64,
         };
         let mut map = self.entries();
@@ -287,8 +299,8 @@ impl Host for Overlay<'_> {
                 meta: Meta {
                     kind: FileKind::Dir,
                     mode,
-                    uid: 0,
-                    gid: 0,
+                    uid: self.creator.0,
+                    gid: self.creator.1,
                     size: 0,
                 },
                 content: Content::Real,

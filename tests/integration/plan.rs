@@ -256,3 +256,46 @@ fn apply_dry_run_is_a_plan() -> TestResult {
     assert!(!sb.exists("/var/lib/fixer"));
     Ok(())
 }
+
+#[test]
+fn bad_saved_plans_are_refused() -> TestResult {
+    let sb = Sandbox::new();
+    let not_plan = sb.playbook("x.plan", "{\"format\": \"fixer-plan/1\", \"playbook\": 3}");
+    sb.fixer(&["apply", not_plan.to_str().ok_or("path")?])
+        .assert()
+        .code(1)
+        .stderr(contains("x.plan:1:"))
+        .stderr(contains("not a fixer plan"));
+    let future = sb.playbook(
+        "y.plan",
+        "{\"format\": \"fixer-plan/9\", \"playbook\": \"/p\", \"vars\": [], \"root\": null, \"fingerprint\": \"\", \"summary\": {\"add\":0,\"change\":0,\"remove\":0,\"unchanged\":0}}",
+    );
+    sb.fixer(&["apply", future.to_str().ok_or("path")?])
+        .assert()
+        .code(1)
+        .stderr(contains("plan format `fixer-plan/9` is not supported"));
+
+    // A plan made for one root is not applied to another.
+    let pb = sb.playbook(
+        "p.toml",
+        "[playbook]\nname = \"p\"\n[[resource]]\ntype = \"file\"\npath = \"/x\"\ncontent = \"x\"\n",
+    );
+    let plan = sb.base().join("p.plan");
+    sb.fixer(&[
+        "plan",
+        pb.to_str().ok_or("path")?,
+        "--out",
+        plan.to_str().ok_or("path")?,
+    ])
+    .assert()
+    .success();
+    let other = tempfile::tempdir()?;
+    assert_cmd::Command::cargo_bin("fixer")?
+        .args(["apply", plan.to_str().ok_or("path")?, "--root"])
+        .arg(other.path())
+        .assert()
+        .code(1)
+        .stderr(contains("the plan was made for --root"));
+    assert_eq!(std::fs::read_dir(other.path())?.count(), 0);
+    Ok(())
+}

@@ -238,3 +238,98 @@ run = "touch started; i=0; while [ ! -e release ] && [ $i -lt 600 ]; do sleep 0.
     assert!(status.success());
     Ok(())
 }
+
+fn run_dir(sb: &Sandbox) -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
+    let runs = sb.at("/var/lib/fixer/runs");
+    let mut ids: Vec<_> = std::fs::read_dir(&runs)?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    ids.sort();
+    ids.pop().ok_or_else(|| "no run".into())
+}
+
+const TWO_FILES: &str = "[playbook]\nname = \"two\"\n[[resource]]\ntype = \"file\"\npath = \"/etc/a\"\ncontent = \"new a\\n\"\n[[resource]]\ntype = \"file\"\npath = \"/etc/b\"\ncontent = \"new b\\n\"\n";
+
+#[test]
+fn torn_last_journal_line_is_ignored_and_a_corrupt_one_is_reported() -> TestResult {
+    let sb = Sandbox::new();
+    sb.file("/etc/a", "old a\n");
+    let before = sb.tree();
+    let pb = sb.playbook("p.toml", TWO_FILES);
+    sb.fixer(&["apply", pb.to_str().ok_or("path")?])
+        .assert()
+        .success();
+    let journal = run_dir(&sb)?.join("journal.jsonl");
+    let good = std::fs::read(&journal)?;
+
+    // What a kill in the middle of an append leaves.
+    let mut torn = good.clone();
+    torn.extend_from_slice(b"{\"entry\":\"begin\",\"step\":9,\"res");
+    std::fs::write(&journal, &torn)?;
+    sb.fixer(&["rollback"]).assert().success();
+    assert_eq!(sb.tree(), before);
+
+    // A damaged line in the middle is corruption, named with its line.
+    sb.fixer(&["apply", pb.to_str().ok_or("path")?])
+        .assert()
+        .success();
+    let journal = run_dir(&sb)?.join("journal.jsonl");
+    let text = std::fs::read_to_string(&journal)?;
+    std::fs::write(&journal, format!("garbage\n{text}"))?;
+    sb.fixer(&["rollback"])
+        .assert()
+        .code(1)
+        .stderr(contains("corrupt run record"))
+        .stderr(contains("journal.jsonl: line 1"));
+    Ok(())
+}
+
+#[test]
+fn incomplete_rollback_says_so_and_can_be_retried() -> TestResult {
+    let sb = Sandbox::new();
+    sb.file("/etc/a", "old a\n");
+    sb.file("/etc/b", "old b\n");
+    let before = sb.tree();
+    let pb = sb.playbook("p.toml", TWO_FILES);
+    sb.fixer(&["apply", pb.to_str().ok_or("path")?])
+        .assert()
+        .success();
+    let saved = run_dir(&sb)?.join("saved");
+    let hidden = sb.base().join("hidden-backup");
+    let first_backup = std::fs::read_dir(&saved)?
+        .flatten()
+        .map(|e| e.path())
+        .min()
+        .ok_or("backup")?;
+    std::fs::rename(&first_backup, &hidden)?;
+    sb.fixer(&["rollback"])
+        .assert()
+        .code(1)
+        .stderr(contains("rollback of run"))
+        .stderr(contains("is incomplete (1 undone, 1 failed)"));
+    sb.fixer(&["history"])
+        .assert()
+        .success()
+        .stdout(contains("rollback incomplete"));
+    std::fs::rename(&hidden, &first_backup)?;
+    sb.fixer(&["rollback"]).assert().success();
+    assert_eq!(sb.tree(), before);
+    Ok(())
+}
+
+#[test]
+fn corrupt_run_record_is_reported() -> TestResult {
+    let sb = Sandbox::new();
+    let pb = sb.playbook("p.toml", TWO_FILES);
+    sb.fixer(&["apply", pb.to_str().ok_or("path")?])
+        .assert()
+        .success();
+    std::fs::write(run_dir(&sb)?.join("run.json"), "{not json")?;
+    sb.fixer(&["history"])
+        .assert()
+        .code(1)
+        .stderr(contains("corrupt run record"))
+        .stderr(contains("run.json"));
+    Ok(())
+}
