@@ -336,11 +336,13 @@ pub fn rollback(host: &dyn Host, run: Option<&str>) -> Result<(RunRecord, Rollba
             .runs()?
             .into_iter()
             .rev()
-            .find(|r| {
-                matches!(
-                    r.status,
-                    Status::Applied | Status::Running | Status::RollbackIncomplete
-                ) && !store.entries(&r.id).map(|e| e.is_empty()).unwrap_or(false)
+            // Interrupted and half-undone runs always qualify (an interrupted
+            // run with nothing to undo must still be closed, or apply would
+            // refuse forever); applied runs only if they changed something.
+            .find(|r| match r.status {
+                Status::Running | Status::RollbackIncomplete => true,
+                Status::Applied => r.changes > 0,
+                Status::Failed | Status::RolledBack => false,
             })
             .ok_or_else(|| Error::NoSuchRun {
                 message: format!(

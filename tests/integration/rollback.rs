@@ -333,3 +333,34 @@ fn corrupt_run_record_is_reported() -> TestResult {
         .stderr(contains("run.json"));
     Ok(())
 }
+
+#[test]
+fn run_killed_before_its_first_change_can_be_closed() -> TestResult {
+    let sb = Sandbox::new();
+    sb.file("/etc/a", "old\n");
+    let before = sb.tree();
+    let pb = sb.playbook(
+        "k.toml",
+        "[playbook]\nname = \"early\"\n[[resource]]\ntype = \"command\"\nrun = \"true\"\nunless = \"kill -9 $PPID; sleep 5\"\n",
+    );
+    let out = sb
+        .command(&["apply", pb.to_str().ok_or("path")?])
+        .output()?;
+    use std::os::unix::process::ExitStatusExt as _;
+    assert_eq!(out.status.signal(), Some(9));
+    let other = sb.playbook("o.toml", "[playbook]\nname = \"o\"\n[[resource]]\ntype = \"file\"\npath = \"/etc/a\"\ncontent = \"new\\n\"\n");
+    sb.fixer(&["apply", other.to_str().ok_or("path")?])
+        .assert()
+        .code(1)
+        .stderr(contains("was interrupted"));
+    sb.fixer(&["rollback"])
+        .assert()
+        .success()
+        .stdout(contains("0 changes undone"));
+    assert_eq!(sb.tree(), before);
+    sb.fixer(&["apply", other.to_str().ok_or("path")?])
+        .assert()
+        .success();
+    assert_eq!(sb.read("/etc/a"), "new\n");
+    Ok(())
+}
