@@ -344,6 +344,18 @@ mod tests {
     }
 
     #[test]
+    fn local_host_passes_the_conformance_suite() -> Result<(), String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        std::fs::create_dir(dir.path().join("scratch")).map_err(|e| e.to_string())?;
+        // Rooted: target paths are mapped into the tempdir.
+        let rooted = LocalHost::new(Some(dir.path().to_path_buf()));
+        crate::host::conformance::run(&rooted, Path::new("/scratch"))?;
+        // Unrooted: target paths are this machine's (here, the tempdir).
+        let plain_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        crate::host::conformance::run(&LocalHost::new(None), plain_dir.path())
+    }
+
+    #[test]
     fn account_table_lookup() {
         let t = "# comment\nroot:x:0:0::/root:/bin/sh\napp:x:1001:1001::/srv:/bin/sh\n";
         assert_eq!(parse_account_table(t, "app"), Some(1001));

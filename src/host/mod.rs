@@ -6,6 +6,7 @@
 //! to a `Host` is a path *on the target*; mapping it (for `--root`) is the
 //! host's business, never the caller's.
 
+pub mod conformance;
 mod local;
 mod overlay;
 pub mod walk;

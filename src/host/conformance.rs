@@ -1,0 +1,169 @@
+//! The `Host` contract as executable checks. Every implementation (local,
+//! rooted, SSH) runs this same suite in its tests, so "atomic", "keeps mode
+//! and owner", "lstat semantics" mean the same on all of them.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use super::{Attrs, Cmd, FileKind, Host};
+
+fn check(ok: bool, what: &str) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("host contract violated: {what}"))
+    }
+}
+
+fn io<T>(r: super::HostResult<T>, what: &str) -> Result<T, String> {
+    r.map_err(|e| format!("{what}: {e}"))
+}
+
+/// Run every contract check inside `scratch`, an existing, empty directory
+/// on the target (a target path) that the caller owns and throws away.
+pub fn run(host: &dyn Host, scratch: &Path) -> Result<(), String> {
+    let p = |name: &str| -> PathBuf { scratch.join(name) };
+
+    // stat: missing is None, not an error; below a file is missing too.
+    check(
+        io(host.stat(&p("missing")), "stat missing")?.is_none(),
+        "stat of a missing path is None",
+    )?;
+
+    // write: creates with the requested mode; replaces keeping mode.
+    io(
+        host.write(
+            &p("f"),
+            b"one",
+            Attrs {
+                mode: Some(0o640),
+                ..Attrs::default()
+            },
+        ),
+        "write new",
+    )?;
+    let m = io(host.stat(&p("f")), "stat f")?.ok_or("written file missing")?;
+    check(
+        m.kind == FileKind::File && m.mode == 0o640 && m.size == 3,
+        "new file has the given mode and size",
+    )?;
+    check(
+        io(host.stat(&p("f/below")), "stat below a file")?.is_none(),
+        "a path below a file is missing",
+    )?;
+    io(host.write(&p("f"), b"two!", Attrs::default()), "rewrite")?;
+    let m2 = io(host.stat(&p("f")), "stat f")?.ok_or("rewritten file missing")?;
+    check(
+        m2.mode == 0o640 && (m2.uid, m2.gid) == (m.uid, m.gid),
+        "rewrite keeps mode and owner",
+    )?;
+    check(
+        io(host.read(&p("f")), "read")? == b"two!",
+        "read returns what was written",
+    )?;
+    let names = io(host.list(scratch), "list")?;
+    check(
+        names == vec!["f".to_string()],
+        "atomic write leaves no temporary file",
+    )?;
+
+    // append is cumulative.
+    io(host.append(&p("log"), b"a\n"), "append")?;
+    io(host.append(&p("log"), b"b\n"), "append")?;
+    check(
+        io(host.read(&p("log")), "read log")? == b"a\nb\n",
+        "append accumulates",
+    )?;
+
+    // mkdir / list sorted / chmod / rename / remove.
+    io(host.mkdir(&p("d"), 0o700), "mkdir")?;
+    check(
+        io(host.stat(&p("d")), "stat d")?
+            .is_some_and(|m| m.kind == FileKind::Dir && m.mode == 0o700),
+        "mkdir sets the exact mode, whatever the umask",
+    )?;
+    for n in ["c", "a", "b"] {
+        io(
+            host.write(&p(&format!("d/{n}")), n.as_bytes(), Attrs::default()),
+            "write in d",
+        )?;
+    }
+    check(
+        io(host.list(&p("d")), "list d")? == ["a", "b", "c"],
+        "list is sorted",
+    )?;
+    io(host.chmod(&p("d/a"), 0o600), "chmod")?;
+    check(
+        io(host.stat(&p("d/a")), "stat")?.is_some_and(|m| m.mode == 0o600),
+        "chmod sets the mode",
+    )?;
+    io(host.rename(&p("d"), &p("e")), "rename")?;
+    check(
+        io(host.stat(&p("d")), "stat d")?.is_none()
+            && io(host.read(&p("e/b")), "read e/b")? == b"b",
+        "rename moves a tree",
+    )?;
+    let not_empty = host.remove(&p("e"));
+    check(not_empty.is_err(), "remove refuses a non-empty directory")?;
+    for n in ["a", "b", "c"] {
+        io(host.remove(&p(&format!("e/{n}"))), "remove file")?;
+    }
+    io(host.remove(&p("e")), "remove empty dir")?;
+    check(
+        io(host.stat(&p("e")), "stat e")?.is_none(),
+        "remove removes",
+    )?;
+
+    // Errors carry their kind.
+    let err = host
+        .read(&p("missing"))
+        .err()
+        .ok_or("reading a missing file succeeded")?;
+    check(
+        err.kind() == ErrorKind::NotFound,
+        "reading a missing file is NotFound",
+    )?;
+
+    // run: argv, exit code, env, cwd.
+    let out = io(
+        host.run(&Cmd {
+            argv: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "printf '%s' \"$V\"; pwd >&2; exit 3".into(),
+            ],
+            env: vec![("V".into(), "it's $(x)".into())],
+            cwd: Some(scratch.to_path_buf()),
+        }),
+        "run",
+    )?;
+    check(
+        out.code == Some(3) && out.stdout == b"it's $(x)",
+        "run passes env verbatim and reports the exit code",
+    )?;
+
+    // lock: exclusive, visible, released on drop.
+    let lock_path = p("lock");
+    check(
+        !io(host.lock_held(&lock_path), "lock_held")?,
+        "no lock held initially",
+    )?;
+    let guard = io(host.lock(&lock_path), "lock")?;
+    check(
+        io(host.lock_held(&lock_path), "lock_held")?,
+        "a held lock is visible",
+    )?;
+    let second = host.lock(&lock_path);
+    check(
+        second
+            .err()
+            .is_some_and(|e| e.kind() == ErrorKind::WouldBlock),
+        "a second lock is refused with WouldBlock",
+    )?;
+    drop(guard);
+    check(
+        !io(host.lock_held(&lock_path), "lock_held")?,
+        "dropping the guard releases the lock",
+    )?;
+    Ok(())
+}
