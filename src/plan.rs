@@ -83,7 +83,16 @@ pub fn plan(
     host: &dyn Host,
     on_change: &mut dyn FnMut(&Change),
 ) -> Result<Outcome, Error> {
-    let interrupted = Store::new(host).interrupted()?;
+    // Someone without access to the state folder (root applied, a user
+    // plans) still gets a plan, just without the interrupted-run check.
+    let interrupted = match Store::new(host).interrupted() {
+        Err(Error::Host { source, .. })
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            Vec::new()
+        }
+        other => other?,
+    };
     let cx = context(host)?;
     let overlay = Overlay::new(host);
     let mut summary = Summary::default();

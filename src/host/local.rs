@@ -109,14 +109,26 @@ impl Host for LocalHost {
     }
 
     fn home(&self) -> HostResult<PathBuf> {
-        std::env::var_os("HOME")
+        if let Some(home) = std::env::var_os("HOME")
             .map(PathBuf::from)
             .filter(|h| h.is_absolute())
+        {
+            return Ok(home);
+        }
+        // systemd units and cron jobs often run without HOME.
+        nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .ok()
+            .flatten()
+            .map(|u| u.dir)
+            .filter(|d| d.is_absolute())
             .ok_or_else(|| {
                 HostError::new(
-                    "resolve ~ from $HOME",
+                    "resolve ~",
                     Path::new("~"),
-                    io::Error::new(io::ErrorKind::NotFound, "HOME is unset or not absolute"),
+                    io::Error::new(
+                        io::ErrorKind::NotFound,
+                        "HOME is unset and the user has no passwd entry",
+                    ),
                 )
             })
     }

@@ -246,3 +246,46 @@ fn root_must_be_a_directory() -> TestResult {
         .stderr(contains("No such file or directory"));
     Ok(())
 }
+
+#[test]
+fn a_user_who_cannot_read_the_state_folder_still_gets_a_plan() -> TestResult {
+    if !is_root() {
+        return Ok(());
+    }
+    let sb = Sandbox::new();
+    let pb = sb.playbook(
+        "p.toml",
+        "[playbook]\nname = \"u\"\n[[resource]]\ntype = \"file\"\npath = \"/x\"\ncontent = \"x\"\n",
+    );
+    sb.fixer(&["apply", pb.to_str().ok_or("path")?])
+        .assert()
+        .success();
+    sb.chmod("/", 0o755);
+    std::fs::set_permissions(
+        pb.parent().ok_or("dir")?,
+        std::fs::Permissions::from_mode(0o755),
+    )?;
+    let pb2 = sb.playbook(
+        "p.toml",
+        "[playbook]\nname = \"u\"\n[[resource]]\ntype = \"file\"\npath = \"/x\"\ncontent = \"y\"\n",
+    );
+    let out = as_nobody(&sb, &["plan", pb2.to_str().ok_or("path")?])?;
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Plan: 0 to add, 1 to change"));
+    Ok(())
+}
+
+#[test]
+fn home_falls_back_to_the_passwd_entry() -> TestResult {
+    let sb = Sandbox::new();
+    let pb = sb.playbook("p.toml", "[playbook]\nname = \"h\"\n[[resource]]\ntype = \"file\"\npath = \"~/x\"\ncontent = \"x\"\n");
+    let home = nix::unistd::User::from_uid(nix::unistd::geteuid())?
+        .ok_or("no passwd entry for this user")?
+        .dir;
+    sb.fixer(&["plan", pb.to_str().ok_or("path")?])
+        .env_remove("HOME")
+        .assert()
+        .success()
+        .stdout(contains(format!("+++ {}/x", home.display())));
+    Ok(())
+}
