@@ -33,4 +33,5 @@ command -v cargo >/dev/null 2>&1 || { echo "error: cargo not found: install Rust
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --locked
+# No doc-tests: the last runner line CI reads is the integration suite.
+cargo test --locked --lib --bins --tests
