@@ -233,6 +233,16 @@ fn render(rows: &[Row]) -> String {
     s
 }
 
+const READING: &str = "\
+How to read it: per-resource time should not grow with N; a first apply is
+dominated by fsyncs (the file's own, the directory's, and two fsynced journal
+appends per change). Peak RSS of plan and apply should equal that of
+`validate` at the same N: then nothing beyond the loaded playbook accumulates.
+The loaded playbook itself costs a few KiB per resource (the TOML tree with
+spans is kept until the resources are built). The floor moves between runs
+with the disk's fsync latency, so compare ratios within one table.
+";
+
 fn write_docs(table: &str) -> Result<()> {
     let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/benchmarks.md");
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
@@ -249,7 +259,7 @@ fn write_docs(table: &str) -> Result<()> {
          `validate` only loads the playbook: the RSS of plan and apply beyond it is what \
          they hold while working.\n\n\
          Reproduce: `FIXER_BENCH_WRITE_DOCS=1 cargo bench --bench apply` \
-         (this table: {cores} cores).\n\n{table}"
+         (this table: {cores} cores).\n\n{table}\n{READING}"
     );
     std::fs::write(docs, text)?;
     Ok(())
