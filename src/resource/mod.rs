@@ -5,6 +5,10 @@
 pub mod attributes;
 mod clean;
 mod command;
+mod env;
+mod git_config;
+mod git_url_rewrite;
+mod gitconfig;
 pub use command::exit_text;
 mod file;
 mod permissions;
@@ -61,7 +65,15 @@ pub struct Kind {
 }
 
 /// The registry of resource types.
-pub const KINDS: &[Kind] = &[file::KIND, permissions::KIND, clean::KIND, command::KIND];
+pub const KINDS: &[Kind] = &[
+    file::KIND,
+    permissions::KIND,
+    clean::KIND,
+    command::KIND,
+    env::KIND,
+    git_url_rewrite::KIND,
+    git_config::KIND,
+];
 
 pub fn kind_names() -> String {
     KINDS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")

@@ -1,0 +1,301 @@
+//! `env`: exported variables in one of three files, each in the syntax of
+//! the program that reads it.
+//!
+//! - `go`: the file `go env -w` writes (`KEY=VALUE`, read verbatim by go);
+//! - `profile`: a shell file of `export KEY='value'` lines;
+//! - `environment`: `/etc/environment`, `KEY="value"` as pam_env reads it.
+//!
+//! Only the declared keys are touched: their lines are replaced in place
+//! (later duplicates dropped), missing ones appended, `unset` ones removed;
+//! every other line, comments included, is kept byte for byte.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::de::DeValue;
+use toml::Spanned;
+
+use super::{Build, Context, Kind, Resource, TargetPath};
+use crate::change::{Delta, Op};
+use crate::error::Error;
+use crate::host::{Attrs, FileKind, Host, OnHost};
+
+pub const KIND: Kind = Kind {
+    name: "env",
+    build,
+    shell_fields: &[],
+};
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Style {
+    Go,
+    Profile,
+    Environment,
+}
+
+impl Style {
+    fn default_path(self) -> &'static str {
+        match self {
+            // os.UserConfigDir()/go/env, which is where GOENV points by default.
+            Style::Go => "~/.config/go/env",
+            Style::Profile => "/etc/profile.d/fixer.sh",
+            Style::Environment => "/etc/environment",
+        }
+    }
+
+    /// The key a line sets, as the reading program sees it.
+    fn key_of(self, line: &str) -> Option<&str> {
+        let body = match self {
+            // go ignores lines that do not start with an upper-case letter.
+            Style::Go => line,
+            Style::Profile | Style::Environment => {
+                let t = line.trim_start();
+                t.strip_prefix("export ").map_or(t, str::trim_start)
+            }
+        };
+        let (key, _) = body.split_once('=')?;
+        let valid = match self {
+            Style::Go => key.starts_with(|c: char| c.is_ascii_uppercase()),
+            _ => !key.is_empty(),
+        };
+        (valid && is_name(key)).then_some(key)
+    }
+
+    /// One line setting `key` to `value`, or why the value cannot be written.
+    fn line(self, key: &str, value: &str) -> Result<String, String> {
+        match self {
+            Style::Go => {
+                if value.contains(['\n', '\r']) {
+                    return Err("go's env file holds one line per variable: a newline cannot be represented".into());
+                }
+                Ok(format!("{key}={value}"))
+            }
+            Style::Profile => {
+                if value.contains('\n') {
+                    return Err(
+                        "a newline cannot be represented in a line-based profile file".into(),
+                    );
+                }
+                Ok(format!("export {key}='{}'", value.replace('\'', r"'\''")))
+            }
+            Style::Environment => {
+                if let Some(c) = value
+                    .chars()
+                    .find(|c| matches!(c, '"' | '\\' | '$' | '`' | '\n'))
+                {
+                    return Err(format!(
+                        "{c:?} cannot be represented in /etc/environment (pam_env has no escapes, and shells reading the file would expand it)"
+                    ));
+                }
+                Ok(format!("{key}=\"{value}\""))
+            }
+        }
+    }
+}
+
+fn is_name(k: &str) -> bool {
+    k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Spec {
+    style: Style,
+    #[serde(default)]
+    path: Option<TargetPath>,
+    #[serde(default)]
+    vars: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    unset: Vec<Spanned<String>>,
+}
+
+#[derive(Debug)]
+struct Env {
+    style: Style,
+    path: TargetPath,
+    /// Key -> the line that sets it (validated at load), or `None` to unset.
+    lines: BTreeMap<String, Option<String>>,
+}
+
+fn build(value: Spanned<DeValue<'_>>, b: &Build<'_>) -> Result<Box<dyn Resource>, Error> {
+    let span = value.span();
+    let spec: Spec = b.deserialize(value)?;
+    if spec.vars.is_empty() && spec.unset.is_empty() {
+        return Err(b.error(&span, "set `vars` and/or `unset`"));
+    }
+    let check_name = |k: &str, at: &std::ops::Range<usize>| -> Result<(), Error> {
+        let ok = is_name(k)
+            && (spec.style != Style::Go || k.starts_with(|c: char| c.is_ascii_uppercase()));
+        if ok {
+            Ok(())
+        } else if spec.style == Style::Go {
+            Err(b.error(at, format!("`{k}` is not a name go reads from its env file (upper-case letter first, then letters, digits, _)")))
+        } else {
+            Err(b.error(at, format!("`{k}` is not a valid variable name")))
+        }
+    };
+    let mut lines = BTreeMap::new();
+    for (k, v) in &spec.vars {
+        check_name(k, &v.span())?;
+        let line = spec
+            .style
+            .line(k, v.get_ref())
+            .map_err(|m| b.error(&v.span(), format!("value of {k}: {m}")))?;
+        lines.insert(k.clone(), Some(line));
+    }
+    for k in &spec.unset {
+        check_name(k.get_ref(), &k.span())?;
+        if lines.insert(k.get_ref().clone(), None).is_some() {
+            return Err(b.error(
+                &k.span(),
+                format!(
+                    "`{}` is both set in `vars` and listed in `unset`",
+                    k.get_ref()
+                ),
+            ));
+        }
+    }
+    let path = match spec.path {
+        Some(p) => p,
+        None => TargetPath::parse(spec.style.default_path()).map_err(|m| b.error(&span, m))?,
+    };
+    Ok(Box::new(Env {
+        style: spec.style,
+        path,
+        lines,
+    }))
+}
+
+impl Env {
+    /// The file with the declared keys set and the unset ones gone.
+    fn edit(&self, current: &str) -> String {
+        let mut placed: BTreeMap<&str, bool> = BTreeMap::new();
+        let mut out: Vec<String> = Vec::new();
+        for line in current.lines() {
+            match self
+                .style
+                .key_of(line)
+                .and_then(|k| self.lines.get_key_value(k))
+            {
+                Some((k, Some(wanted))) => {
+                    if !placed.contains_key(k.as_str()) {
+                        out.push(wanted.clone());
+                        placed.insert(k, true);
+                    }
+                }
+                Some((_, None)) => {}
+                None => out.push(line.to_string()),
+            }
+        }
+        for (k, wanted) in &self.lines {
+            if let (Some(w), false) = (wanted, placed.contains_key(k.as_str())) {
+                out.push(w.clone());
+            }
+        }
+        let mut text = out.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text
+    }
+}
+
+impl Resource for Env {
+    fn kind(&self) -> &'static str {
+        "env"
+    }
+
+    fn subject(&self) -> String {
+        self.path.as_str().to_string()
+    }
+
+    fn plan(&self, host: &dyn Host, cx: &Context) -> Result<Delta, Error> {
+        let path = self.path.resolve(cx);
+        let before = match host.stat(&path).on(host)? {
+            None => None,
+            Some(m) if m.kind == FileKind::File => Some((host.read(&path).on(host)?, m)),
+            Some(m) => {
+                return Err(Error::Conflict(format!(
+                    "{} is not a regular file ({:?})",
+                    path.display(),
+                    m.kind
+                )))
+            }
+        };
+        let current = match &before {
+            Some((bytes, _)) => String::from_utf8(bytes.clone()).map_err(|_| {
+                Error::Conflict(format!(
+                    "{} is not UTF-8 text; fixer will not rewrite it",
+                    path.display()
+                ))
+            })?,
+            None => String::new(),
+        };
+        let wanted = self.edit(&current);
+        let unchanged = match &before {
+            Some(_) => wanted == current,
+            // Nothing to unset in a missing file.
+            None => self.lines.values().all(Option::is_none),
+        };
+        if unchanged {
+            return Ok(Delta::default());
+        }
+        Ok(Delta::ops(vec![Op::Write {
+            path,
+            before,
+            content: wanted.into_bytes(),
+            attrs: Attrs::default(),
+        }]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(style: Style, set: &[(&str, &str)], unset: &[&str]) -> Result<Env, String> {
+        let mut lines = BTreeMap::new();
+        for (k, v) in set {
+            lines.insert(k.to_string(), Some(style.line(k, v)?));
+        }
+        for k in unset {
+            lines.insert(k.to_string(), None);
+        }
+        Ok(Env {
+            style,
+            path: TargetPath("/x".into()),
+            lines,
+        })
+    }
+
+    #[test]
+    fn edits_only_declared_keys() -> Result<(), String> {
+        let e = env(Style::Go, &[("GOPROXY", "https://m,direct")], &["GOFLAGS"])?;
+        let cur = "# comment\nGOPRIVATE=x\nGOPROXY=old\nGOFLAGS=-mod=mod\nGOPROXY=dup\nlower=1\n";
+        assert_eq!(
+            e.edit(cur),
+            "# comment\nGOPRIVATE=x\nGOPROXY=https://m,direct\nlower=1\n"
+        );
+        assert_eq!(e.edit(""), "GOPROXY=https://m,direct\n");
+        Ok(())
+    }
+
+    #[test]
+    fn profile_and_environment_quoting() -> Result<(), String> {
+        assert_eq!(
+            Style::Profile.line("A", "it's $x")?,
+            r"export A='it'\''s $x'"
+        );
+        assert_eq!(Style::Environment.line("A", "a b,c")?, "A=\"a b,c\"");
+        assert!(Style::Environment.line("A", "$HOME").is_err());
+        assert!(Style::Go.line("A", "a\nb").is_err());
+        let e = env(Style::Profile, &[("A", "1")], &[])?;
+        assert_eq!(
+            e.edit("export A='0'\nexport B='2'\n"),
+            "export A='1'\nexport B='2'\n"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,112 @@
+//! `git_config`: any key set to exactly the given value (or, with an array,
+//! exactly these values, in order) at a scope, through git2.
+
+use serde::Deserialize;
+use toml::de::DeValue;
+use toml::Spanned;
+
+use super::gitconfig::{self, Scope};
+use super::{Build, Context, Kind, Resource};
+use crate::change::Delta;
+use crate::error::Error;
+use crate::host::Host;
+
+pub const KIND: Kind = Kind {
+    name: "git_config",
+    build,
+    shell_fields: &[],
+};
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Value {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Spec {
+    #[serde(default)]
+    scope: Scope,
+    key: Spanned<String>,
+    value: Spanned<Value>,
+}
+
+#[derive(Debug)]
+struct GitConfig {
+    scope: Scope,
+    key: String,
+    values: Vec<String>,
+}
+
+fn build(value: Spanned<DeValue<'_>>, b: &Build<'_>) -> Result<Box<dyn Resource>, Error> {
+    let spec: Spec = b.deserialize(value)?;
+    let key = spec.key.get_ref();
+    let (section, name) = match (key.split_once('.'), key.rsplit_once('.')) {
+        (Some((s, _)), Some((_, n))) => (s, n),
+        _ => ("", ""),
+    };
+    let name_ok = name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let section_ok = !section.is_empty()
+        && section
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    if !name_ok || !section_ok || key.contains(['\n', '\0']) {
+        return Err(b.error(
+            &spec.key.span(),
+            format!("`{key}` is not a git config key (section[.subsection].name)"),
+        ));
+    }
+    let at = spec.value.span();
+    let values = match spec.value.into_inner() {
+        Value::One(v) => vec![v],
+        Value::Many(v) => v,
+    };
+    if values.is_empty() {
+        return Err(b.error(&at, "`value` is an empty list"));
+    }
+    if let Some(v) = values.iter().find(|v| v.contains('\0')) {
+        return Err(b.error(
+            &at,
+            format!("{v:?}: a git config value cannot contain a NUL byte"),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = values.iter().find(|v| !seen.insert(*v)) {
+        return Err(b.error(&at, format!("`{dup}` is listed twice")));
+    }
+    Ok(Box::new(GitConfig {
+        scope: spec.scope,
+        key: spec.key.into_inner(),
+        values,
+    }))
+}
+
+impl Resource for GitConfig {
+    fn kind(&self) -> &'static str {
+        "git_config"
+    }
+
+    fn subject(&self) -> String {
+        format!("{}:{}", self.scope.describe(), self.key)
+    }
+
+    fn plan(&self, host: &dyn Host, cx: &Context) -> Result<Delta, Error> {
+        gitconfig::plan_edit(host, self.scope.path(cx), |config| {
+            if gitconfig::values(config, &self.key)? == self.values {
+                return Ok(false);
+            }
+            match config.remove_multivar(&self.key, ".*") {
+                Ok(()) => {}
+                Err(e) if e.code() == git2::ErrorCode::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            for v in &self.values {
+                config.set_multivar(&self.key, &gitconfig::exact(v), v)?;
+            }
+            Ok(true)
+        })
+    }
+}

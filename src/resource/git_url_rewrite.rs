@@ -1,0 +1,94 @@
+//! `git_url_rewrite`: `url.<base>.insteadOf` entries, so that git fetches
+//! `https://host/...` over `git@host:...` (or through a mirror). Other
+//! `insteadOf` values of the same base, and the rest of the file, are kept.
+
+use serde::Deserialize;
+use toml::de::DeValue;
+use toml::Spanned;
+
+use super::gitconfig::{self, Scope};
+use super::{Build, Context, Kind, Resource};
+use crate::change::Delta;
+use crate::error::Error;
+use crate::host::Host;
+
+pub const KIND: Kind = Kind {
+    name: "git_url_rewrite",
+    build,
+    shell_fields: &[],
+};
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Spec {
+    #[serde(default)]
+    scope: Scope,
+    base: Spanned<String>,
+    instead_of: Spanned<OneOrMany>,
+}
+
+#[derive(Debug)]
+struct Rewrite {
+    scope: Scope,
+    base: String,
+    instead_of: Vec<String>,
+}
+
+fn build(value: Spanned<DeValue<'_>>, b: &Build<'_>) -> Result<Box<dyn Resource>, Error> {
+    let spec: Spec = b.deserialize(value)?;
+    let at = spec.instead_of.span();
+    let instead_of = match spec.instead_of.into_inner() {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    };
+    if spec.base.get_ref().is_empty() {
+        return Err(b.error(&spec.base.span(), "`base` is empty"));
+    }
+    if instead_of.is_empty() || instead_of.iter().any(String::is_empty) {
+        return Err(b.error(&at, "`instead_of` needs one or more non-empty URL prefixes"));
+    }
+    for s in std::iter::once(spec.base.get_ref()).chain(&instead_of) {
+        if s.contains(['\0', '\n']) {
+            return Err(b.error(&at, "a URL prefix cannot contain a NUL or a newline"));
+        }
+    }
+    Ok(Box::new(Rewrite {
+        scope: spec.scope,
+        base: spec.base.into_inner(),
+        instead_of,
+    }))
+}
+
+impl Resource for Rewrite {
+    fn kind(&self) -> &'static str {
+        "git_url_rewrite"
+    }
+
+    fn subject(&self) -> String {
+        format!("{}:{}", self.scope.describe(), self.base)
+    }
+
+    fn plan(&self, host: &dyn Host, cx: &Context) -> Result<Delta, Error> {
+        let key = format!("url.{}.insteadOf", self.base);
+        gitconfig::plan_edit(host, self.scope.path(cx), |config| {
+            let present = gitconfig::values(config, &key)?;
+            let mut changed = false;
+            for v in &self.instead_of {
+                if !present.contains(v) {
+                    // A pattern matching only this value: adds it, never
+                    // replaces another.
+                    config.set_multivar(&key, &gitconfig::exact(v), v)?;
+                    changed = true;
+                }
+            }
+            Ok(changed)
+        })
+    }
+}
