@@ -15,7 +15,7 @@ use crate::host::{Attrs, FileKind, Host, OnHost};
 use crate::journal::{self, Journal, RunRecord, Status, Store, Undo};
 use crate::plan::{self, Summary};
 use crate::playbook::{Masker, Playbook};
-use crate::resource::exit_text;
+use crate::resource::outcome_text;
 
 /// What the caller hears while an apply runs.
 pub enum Event<'a> {
@@ -266,7 +266,7 @@ fn execute(
             if !out.success() {
                 return Err(Error::CommandFailed {
                     command: masked,
-                    status: format!("failed ({})", exit_text(out.code)),
+                    status: format!("failed ({})", outcome_text(&out, cmd)),
                     stderr: masker.mask(&String::from_utf8_lossy(&out.stderr)),
                 });
             }

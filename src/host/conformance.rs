@@ -134,12 +134,61 @@ pub fn run(host: &dyn Host, scratch: &Path) -> Result<(), String> {
             ],
             env: vec![("V".into(), "it's $(x)".into())],
             cwd: Some(scratch.to_path_buf()),
+            timeout_secs: Some(30),
         }),
         "run",
     )?;
     check(
-        out.code == Some(3) && out.stdout == b"it's $(x)",
+        out.code == Some(3) && out.stdout == b"it's $(x)" && !out.timed_out,
         "run passes env verbatim and reports the exit code",
+    )?;
+    let slow = io(
+        host.run(&Cmd {
+            argv: vec!["sleep".into(), "20".into()],
+            timeout_secs: Some(1),
+            ..Cmd::default()
+        }),
+        "run with timeout",
+    )?;
+    check(
+        slow.timed_out && slow.code.is_none(),
+        "a command past its timeout is killed and says so",
+    )?;
+
+    // scratch: a directory commands can use, gone when dropped.
+    let sc = io(host.scratch(), "scratch")?;
+    io(sc.write("go.mod", b"module x\n"), "scratch write")?;
+    check(
+        io(sc.read("go.mod"), "scratch read")?.as_deref() == Some(&b"module x\n"[..]),
+        "scratch read returns what was written",
+    )?;
+    check(
+        io(sc.read("nope"), "scratch read missing")?.is_none(),
+        "a missing scratch file is None",
+    )?;
+    let seen = io(
+        host.run(&Cmd {
+            argv: vec!["cat".into(), sc.path().join("go.mod").display().to_string()],
+            ..Cmd::default()
+        }),
+        "run in scratch",
+    )?;
+    check(
+        seen.stdout == b"module x\n",
+        "commands see scratch files at scratch.path()",
+    )?;
+    let sc_path = sc.path().to_path_buf();
+    drop(sc);
+    let gone = io(
+        host.run(&Cmd {
+            argv: vec!["test".into(), "-e".into(), sc_path.display().to_string()],
+            ..Cmd::default()
+        }),
+        "test scratch gone",
+    )?;
+    check(
+        gone.code == Some(1),
+        "a dropped scratch directory is removed",
     )?;
 
     // lock: exclusive, visible, released on drop.

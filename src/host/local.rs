@@ -7,8 +7,9 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use nix::fcntl::{Flock, FlockArg};
+use wait_timeout::ChildExt as _;
 
-use super::{Attrs, Cmd, FileKind, Host, HostError, HostLock, HostResult, Meta, Output};
+use super::{Attrs, Cmd, FileKind, Host, HostError, HostLock, HostResult, Meta, Output, Scratch};
 
 /// The local machine. With a root, every target path `/x` means `root/x`,
 /// commands run here with their working directory mapped, and users and
@@ -21,6 +22,30 @@ pub struct LocalHost {
 
 struct LocalLock(#[allow(dead_code)] Flock<File>);
 impl HostLock for LocalLock {}
+
+/// Commands run on this machine even under `--root`, so their scratch space
+/// is a plain temp dir here.
+struct LocalScratch(tempfile::TempDir);
+
+impl Scratch for LocalScratch {
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    fn write(&self, name: &str, content: &[u8]) -> HostResult<()> {
+        let p = self.0.path().join(name);
+        fs::write(&p, content).map_err(|e| HostError::new("write", &p, e))
+    }
+
+    fn read(&self, name: &str) -> HostResult<Option<Vec<u8>>> {
+        let p = self.0.path().join(name);
+        match fs::read(&p) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(HostError::new("read", &p, e)),
+        }
+    }
+}
 
 impl LocalHost {
     pub fn new(root: Option<PathBuf>) -> Self {
@@ -293,14 +318,63 @@ impl Host for LocalHost {
             }
             (None, None) => {}
         }
-        let out = c
-            .output()
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c
+            .spawn()
             .map_err(|e| HostError::new("run", Path::new(program), e))?;
+        // Drain both pipes while waiting, or a chatty command blocks on a
+        // full pipe and looks hung.
+        let drain = |pipe: Option<Box<dyn io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let out_t = drain(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn io::Read + Send>),
+        );
+        let err_t = drain(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn io::Read + Send>),
+        );
+        let wait_err = |e| HostError::new("wait for", Path::new(program), e);
+        let (status, timed_out) = match cmd.timeout_secs {
+            Some(secs) => match child
+                .wait_timeout(std::time::Duration::from_secs(secs))
+                .map_err(wait_err)?
+            {
+                Some(status) => (status, false),
+                None => {
+                    let _ = child.kill();
+                    (child.wait().map_err(wait_err)?, true)
+                }
+            },
+            None => (child.wait().map_err(wait_err)?, false),
+        };
+        let stdout = out_t.join().unwrap_or_default();
+        let stderr = err_t.join().unwrap_or_default();
         Ok(Output {
-            code: out.status.code(),
-            stdout: out.stdout,
-            stderr: out.stderr,
+            code: if timed_out { None } else { status.code() },
+            timed_out,
+            stdout,
+            stderr,
         })
+    }
+
+    fn scratch(&self) -> HostResult<Box<dyn Scratch>> {
+        let dir = tempfile::Builder::new()
+            .prefix("fixer-scratch-")
+            .tempdir()
+            .map_err(|e| HostError::new("create scratch directory in", &std::env::temp_dir(), e))?;
+        Ok(Box::new(LocalScratch(dir)))
     }
 
     fn lock(&self, path: &Path) -> HostResult<Box<dyn HostLock>> {

@@ -63,12 +63,18 @@ pub struct Cmd {
     pub env: Vec<(String, String)>,
     /// Working directory, a target path.
     pub cwd: Option<PathBuf>,
+    /// Kill the command after this many seconds (a `go` stuck on a
+    /// firewalled proxy must not hang a plan forever).
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Output {
     /// Exit code; `None` when the command was killed by a signal.
     pub code: Option<i32>,
+    /// Killed because it ran past `Cmd::timeout_secs`.
+    pub timed_out: bool,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
 }
@@ -105,6 +111,16 @@ impl HostError {
 
 pub type HostResult<T> = Result<T, HostError>;
 
+/// A temporary directory on the target for commands to work in; removed
+/// when dropped. Its path is as the host's *commands* see it (argv), which
+/// under `--root` is not a path inside the root.
+pub trait Scratch: Send {
+    fn path(&self) -> &Path;
+    fn write(&self, name: &str, content: &[u8]) -> HostResult<()>;
+    /// `None` when the file does not exist.
+    fn read(&self, name: &str) -> HostResult<Option<Vec<u8>>>;
+}
+
 /// An exclusive lock held on the target until dropped (or until the process
 /// holding it dies, so a killed apply never leaves a stale lock behind).
 pub trait HostLock: Send {}
@@ -138,6 +154,8 @@ pub trait Host: Send + Sync {
     fn remove(&self, path: &Path) -> HostResult<()>;
     fn rename(&self, from: &Path, to: &Path) -> HostResult<()>;
     fn run(&self, cmd: &Cmd) -> HostResult<Output>;
+    /// A fresh scratch directory for commands (see [`Scratch`]).
+    fn scratch(&self) -> HostResult<Box<dyn Scratch>>;
     /// Take the exclusive lock at `path` (created if missing) without
     /// waiting; `ErrorKind::WouldBlock` when another process holds it.
     fn lock(&self, path: &Path) -> HostResult<Box<dyn HostLock>>;

@@ -339,6 +339,10 @@ impl Host for Overlay<'_> {
         self.inner.run(cmd)
     }
 
+    fn scratch(&self) -> HostResult<Box<dyn super::Scratch>> {
+        self.inner.scratch()
+    }
+
     fn lock(&self, path: &Path) -> HostResult<Box<dyn HostLock>> {
         Err(unsupported("lock", path))
     }

@@ -67,6 +67,9 @@ struct Command {
     /// reported as not undoable.
     #[serde(default)]
     undo: Option<Line>,
+    /// Seconds before the command (and each guard) is killed.
+    #[serde(default)]
+    timeout: Option<u64>,
 }
 
 fn build(value: Spanned<DeValue<'_>>, b: &Build<'_>) -> Result<Box<dyn Resource>, Error> {
@@ -99,11 +102,21 @@ impl Command {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             cwd: self.cwd.as_ref().map(|c| c.resolve(cx)),
+            timeout_secs: self.timeout,
         }
     }
 
     fn guard(&self, host: &dyn Host, line: &Line, cx: &Context) -> Result<Option<i32>, Error> {
-        Ok(host.run(&self.cmd(line, cx)).on(host)?.code)
+        let cmd = self.cmd(line, cx);
+        let out = host.run(&cmd).on(host)?;
+        if out.timed_out {
+            return Err(Error::CommandFailed {
+                command: line.display(),
+                status: outcome_text(&out, &cmd),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            });
+        }
+        Ok(out.code)
     }
 }
 
@@ -172,5 +185,14 @@ pub fn exit_text(code: Option<i32>) -> String {
     match code {
         Some(c) => format!("exit status {c}"),
         None => "killed by a signal".to_string(),
+    }
+}
+
+/// How a finished command ended, for messages.
+pub fn outcome_text(out: &crate::host::Output, cmd: &Cmd) -> String {
+    if out.timed_out {
+        format!("timed out after {} s", cmd.timeout_secs.unwrap_or_default())
+    } else {
+        exit_text(out.code)
     }
 }

@@ -9,7 +9,7 @@ mod env;
 mod git_config;
 mod git_url_rewrite;
 mod gitconfig;
-pub use command::exit_text;
+pub use command::{exit_text, outcome_text};
 mod file;
 mod permissions;
 
