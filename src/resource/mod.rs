@@ -9,6 +9,7 @@ mod env;
 mod git_config;
 mod git_url_rewrite;
 mod gitconfig;
+mod go_mod_tidy;
 pub use command::{exit_text, outcome_text};
 mod file;
 mod permissions;
@@ -73,6 +74,7 @@ pub const KINDS: &[Kind] = &[
     env::KIND,
     git_url_rewrite::KIND,
     git_config::KIND,
+    go_mod_tidy::KIND,
 ];
 
 pub fn kind_names() -> String {
