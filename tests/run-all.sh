@@ -10,6 +10,8 @@ declare -A NEEDED=(
   [cc]=gcc
   [setpriv]=util-linux   # integration tests run fixer as an unprivileged user
   [chown]=coreutils
+  [go]=golang-go         # go_mod_tidy and env are checked by the real go
+  [git]=git              # git resources are read back by the real git
 )
 
 missing=()

@@ -319,6 +319,13 @@ impl Host for LocalHost {
             (None, None) => {}
         }
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        // With a timeout: its own process group, so the timeout kills what it
+        // started too (go runs git; a shell its children) and no grandchild
+        // keeps the output pipes open. Without one it stays in ours, so a
+        // Ctrl-C at the terminal reaches it.
+        if cmd.timeout_secs.is_some() {
+            std::os::unix::process::CommandExt::process_group(&mut c, 0);
+        }
         let mut child = c
             .spawn()
             .map_err(|e| HostError::new("run", Path::new(program), e))?;
@@ -353,7 +360,9 @@ impl Host for LocalHost {
             {
                 Some(status) => (status, false),
                 None => {
-                    let _ = child.kill();
+                    let group =
+                        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+                    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
                     (child.wait().map_err(wait_err)?, true)
                 }
             },

@@ -3,6 +3,7 @@
 
 mod apply;
 mod failures;
+mod gotools;
 mod plan;
 mod resources;
 mod rollback;
