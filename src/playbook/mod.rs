@@ -117,6 +117,18 @@ impl Playbook {
             None => Vars::default(),
         };
         vars.apply_overrides(overrides)?;
+        let first = Renderer::new(vars.data());
+        vars.resolve_references(|name, template| {
+            first.render(template, false).map_err(|m| {
+                let span = whole
+                    .iter()
+                    .find(|(k, _)| k.get_ref() == "vars")
+                    .and_then(|(_, v)| v.get_ref().as_table())
+                    .and_then(|t| t.iter().find(|(k, _)| k.get_ref() == name))
+                    .map_or(0..0, |(_, v)| v.span());
+                source.error(&span, Some(format!("vars.{name}")), m)
+            })
+        })?;
         let renderer = Renderer::new(vars.data());
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
 

@@ -164,6 +164,30 @@ impl Vars {
         }
     }
 
+    /// Let string values use other variables (`gomodcache =
+    /// "/home/{{user}}/go/pkg/mod"`): each is rendered once against the
+    /// others' values, so one level of reference resolves. `render` gets the
+    /// variable's name and its template.
+    pub fn resolve_references(
+        &mut self,
+        mut render: impl FnMut(&str, &str) -> Result<String, Error>,
+    ) -> Result<(), Error> {
+        let mut resolved = Vec::new();
+        for (name, var) in &self.map {
+            if let Value::String(s) = &var.value {
+                if s.contains("{{") {
+                    resolved.push((name.clone(), render(name, s)?));
+                }
+            }
+        }
+        for (name, value) in resolved {
+            if let Some(var) = self.map.get_mut(&name) {
+                var.value = Value::String(value);
+            }
+        }
+        Ok(())
+    }
+
     /// The data templates render against.
     pub fn data(&self) -> Value {
         Value::Object(

@@ -29,6 +29,9 @@ struct Permissions {
     group: Option<Account>,
     #[serde(default)]
     recursive: bool,
+    /// A missing path is in order (nothing to fix) rather than an error.
+    #[serde(default)]
+    skip_missing: bool,
 }
 
 fn build(value: Spanned<DeValue<'_>>, b: &Build<'_>) -> Result<Box<dyn Resource>, Error> {
@@ -52,10 +55,21 @@ impl Resource for Permissions {
     fn plan(&self, host: &dyn Host, cx: &Context) -> Result<Delta, Error> {
         let path = self.path.resolve(cx);
         let (uid, gid) = resolve_owner(host, self.owner.as_ref(), self.group.as_ref())?;
-        let meta = host
-            .stat(&path)
-            .on(host)?
-            .ok_or_else(|| Error::Conflict(format!("{} does not exist", path.display())))?;
+        let meta = match host.stat(&path).on(host)? {
+            Some(m) => m,
+            None if self.skip_missing => {
+                return Ok(Delta {
+                    ops: Vec::new(),
+                    notes: vec![format!("skipped: {} does not exist", path.display())],
+                })
+            }
+            None => {
+                return Err(Error::Conflict(format!(
+                    "{} does not exist (set skip_missing = true if that is fine)",
+                    path.display()
+                )))
+            }
+        };
         if meta.kind == FileKind::Symlink {
             return Err(Error::Conflict(format!(
                 "{} is a symlink; name the file it points to",

@@ -5,6 +5,7 @@ mod apply;
 mod failures;
 mod gotools;
 mod plan;
+mod playbooks;
 mod resources;
 mod rollback;
 mod support;

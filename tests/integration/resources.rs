@@ -131,6 +131,9 @@ fn clean_removes_read_only_go_module_cache_and_rollback_restores_it() -> TestRes
     sb.file("/srv/web/src/node_modules/y/i.js", "y");
     sb.file("/srv/py/pkg/__pycache__/a.cpython-311.pyc", "p");
     sb.file("/srv/py/pkg/mod.py", "m");
+    sb.file("/home/tester/.cache/pip/http-v2/a/b/c", "wheel");
+    sb.file("/home/tester/.cache/pip/selfcheck.json", "{}");
+    sb.file("/home/tester/.cache/other/keep", "k");
     let before = sb.tree();
     let p = pb(
         &sb,
@@ -140,6 +143,9 @@ paths = ["~/go/pkg/mod/example.com/*", "~/go/pkg/mod/cache/download"]
 [[resource]]
 type = "clean"
 paths = ["/srv/web/**/node_modules", "/srv/py/**/__pycache__"]
+[[resource]]
+type = "clean"
+paths = ["~/.cache/pip"]
 "#,
     );
     let out = sb.fixer(&["plan", &p]).output()?;
@@ -156,6 +162,8 @@ paths = ["/srv/web/**/node_modules", "/srv/py/**/__pycache__"]
     assert!(!sb.exists("/home/tester/go/pkg/mod/cache/download"));
     assert!(!sb.exists("/srv/web/node_modules") && !sb.exists("/srv/py/pkg/__pycache__"));
     assert!(sb.exists("/srv/py/pkg/mod.py"));
+    assert!(!sb.exists("/home/tester/.cache/pip"));
+    assert!(sb.exists("/home/tester/.cache/other/keep"));
     sb.fixer(&["apply", &p])
         .assert()
         .success()

@@ -120,6 +120,11 @@ const CASES: &[(&str, &str, &str)] = &[
         "unclosed array table",
     ),
     (
+        "[vars]\nhome = \"/home/{{user}}\"\n",
+        "bad.toml:4:8: field `vars.home`",
+        "variable `user` is not defined",
+    ),
+    (
         "[vars]\nv = [1, 2]\n",
         "bad.toml:4:5: field `vars.v`",
         "a variable is a string, number or boolean",
