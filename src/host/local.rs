@@ -158,6 +158,12 @@ impl Host for LocalHost {
             })
     }
 
+    /// fixer's own environment, as for `~`: with `--root` too, since the
+    /// image has no running user to ask.
+    fn var(&self, name: &str) -> HostResult<Option<String>> {
+        Ok(std::env::var(name).ok())
+    }
+
     fn stat(&self, path: &Path) -> HostResult<Option<Meta>> {
         match fs::symlink_metadata(self.map(path)) {
             Ok(m) => Ok(Some(meta_of(&m))),

@@ -140,6 +140,8 @@ pub trait Host: Send + Sync {
     fn name(&self) -> String;
     /// Home directory of the user fixer acts as on the target (a target path).
     fn home(&self) -> HostResult<PathBuf>;
+    /// An environment variable of the user fixer acts as on the target.
+    fn var(&self, name: &str) -> HostResult<Option<String>>;
     fn stat(&self, path: &Path) -> HostResult<Option<Meta>>;
     fn read(&self, path: &Path) -> HostResult<Vec<u8>>;
     fn list(&self, dir: &Path) -> HostResult<Vec<String>>;

@@ -194,6 +194,10 @@ impl Host for Overlay<'_> {
         self.inner.home()
     }
 
+    fn var(&self, name: &str) -> HostResult<Option<String>> {
+        self.inner.var(name)
+    }
+
     fn stat(&self, path: &Path) -> HostResult<Option<Meta>> {
         let found = Self::lookup(&self.entries(), path);
         match found {

@@ -10,6 +10,7 @@
 //! every other line, comments included, is kept byte for byte.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use toml::de::DeValue;
@@ -35,10 +36,36 @@ enum Style {
 }
 
 impl Style {
-    fn default_path(self) -> &'static str {
+    /// Where the file is when the playbook does not say. For go that is
+    /// where `go env GOENV` points: $GOENV, else $XDG_CONFIG_HOME/go/env,
+    /// else ~/.config/go/env (os.UserConfigDir on Linux).
+    fn default_path(self, host: &dyn Host, cx: &Context) -> Result<PathBuf, Error> {
+        Ok(match self {
+            Style::Go => {
+                let absolute = |v: Option<String>| v.filter(|p| p.starts_with('/'));
+                match host.var("GOENV").on(host)? {
+                    Some(v) if v == "off" => {
+                        return Err(Error::Conflict(
+                            "GOENV=off: go reads no env file for this user; set `path` to manage one anyway".into(),
+                        ))
+                    }
+                    v => match absolute(v) {
+                        Some(p) => PathBuf::from(p),
+                        None => match absolute(host.var("XDG_CONFIG_HOME").on(host)?) {
+                            Some(x) => PathBuf::from(x).join("go/env"),
+                            None => cx.home.join(".config/go/env"),
+                        },
+                    },
+                }
+            }
+            Style::Profile => PathBuf::from("/etc/profile.d/fixer.sh"),
+            Style::Environment => PathBuf::from("/etc/environment"),
+        })
+    }
+
+    fn default_subject(self) -> &'static str {
         match self {
-            // os.UserConfigDir()/go/env, which is where GOENV points by default.
-            Style::Go => "~/.config/go/env",
+            Style::Go => "GOENV",
             Style::Profile => "/etc/profile.d/fixer.sh",
             Style::Environment => "/etc/environment",
         }
@@ -114,7 +141,8 @@ struct Spec {
 #[derive(Debug)]
 struct Env {
     style: Style,
-    path: TargetPath,
+    /// `None`: the style's default, resolved on the target.
+    path: Option<TargetPath>,
     /// Key -> the line that sets it (validated at load), or `None` to unset.
     lines: BTreeMap<String, Option<String>>,
 }
@@ -157,13 +185,9 @@ fn build(value: Spanned<DeValue<'_>>, b: &Build<'_>) -> Result<Box<dyn Resource>
             ));
         }
     }
-    let path = match spec.path {
-        Some(p) => p,
-        None => TargetPath::parse(spec.style.default_path()).map_err(|m| b.error(&span, m))?,
-    };
     Ok(Box::new(Env {
         style: spec.style,
-        path,
+        path: spec.path,
         lines,
     }))
 }
@@ -208,11 +232,17 @@ impl Resource for Env {
     }
 
     fn subject(&self) -> String {
-        self.path.as_str().to_string()
+        match &self.path {
+            Some(p) => p.as_str().to_string(),
+            None => self.style.default_subject().to_string(),
+        }
     }
 
     fn plan(&self, host: &dyn Host, cx: &Context) -> Result<Delta, Error> {
-        let path = self.path.resolve(cx);
+        let path = match &self.path {
+            Some(p) => p.resolve(cx),
+            None => self.style.default_path(host, cx)?,
+        };
         let before = match host.stat(&path).on(host)? {
             None => None,
             Some(m) if m.kind == FileKind::File => Some((host.read(&path).on(host)?, m)),
@@ -265,7 +295,7 @@ mod tests {
         }
         Ok(Env {
             style,
-            path: TargetPath("/x".into()),
+            path: None,
             lines,
         })
     }

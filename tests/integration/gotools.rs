@@ -568,3 +568,63 @@ fn go_mod_tidy_that_hangs_is_stopped_by_its_timeout() -> TestResult {
         .stderr(contains("timed out after 1 s"));
     Ok(())
 }
+
+#[test]
+fn env_go_style_follows_goenv_and_xdg_config_home() -> TestResult {
+    let sb = Sandbox::new();
+    let pb = sb.playbook(
+        "p.toml",
+        "[playbook]\nname = \"g\"\n[[resource]]\ntype = \"env\"\nstyle = \"go\"\nvars = { GOPROXY = \"off\" }\n",
+    );
+    let pb = pb.to_str().ok_or("path")?;
+    sb.fixer(&["apply", pb])
+        .env("GOENV", "/etc/go/env")
+        .assert()
+        .success();
+    assert_eq!(sb.read("/etc/go/env"), "GOPROXY=off\n");
+    sb.fixer(&["apply", pb])
+        .env("XDG_CONFIG_HOME", "/xdg")
+        .assert()
+        .success();
+    assert_eq!(sb.read("/xdg/go/env"), "GOPROXY=off\n");
+    sb.fixer(&["plan", pb])
+        .env("GOENV", "off")
+        .assert()
+        .code(1)
+        .stderr(contains("GOENV=off: go reads no env file"));
+    Ok(())
+}
+
+#[test]
+fn unreadable_gitconfig_is_a_clear_error() -> TestResult {
+    if !crate::support::is_root() {
+        return Ok(());
+    }
+    let sb = Sandbox::new();
+    sb.file("/home/tester/.gitconfig", "[user]\n\tname = Root\n");
+    sb.chmod("/home/tester/.gitconfig", 0o600);
+    use std::os::unix::fs::PermissionsExt as _;
+    for d in [sb.base().to_path_buf(), sb.base().join("pb")] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let pb = sb.playbook(
+        "p.toml",
+        "[playbook]\nname = \"c\"\n[[resource]]\ntype = \"git_config\"\nkey = \"user.email\"\nvalue = \"a@b\"\n",
+    );
+    let before = sb.tree();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(assert_cmd::cargo::cargo_bin("fixer"))
+        .args(["plan", pb.to_str().ok_or("path")?, "--root"])
+        .arg(sb.root())
+        .env("HOME", crate::support::HOME)
+        .output()?;
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot read /home/tester/.gitconfig: Permission denied"),
+        "{err}"
+    );
+    assert_eq!(sb.tree(), before);
+    Ok(())
+}
