@@ -16,10 +16,10 @@ use serde::Deserialize;
 use toml::de::DeValue;
 use toml::Spanned;
 
-use super::{Build, Context, Kind, Resource, TargetPath};
+use super::{read_regular_file, Build, Context, Kind, Resource, TargetPath};
 use crate::change::{Delta, Op};
 use crate::error::Error;
-use crate::host::{Attrs, FileKind, Host, OnHost};
+use crate::host::{Attrs, Host, OnHost};
 
 pub const KIND: Kind = Kind {
     name: "env",
@@ -243,17 +243,7 @@ impl Resource for Env {
             Some(p) => p.resolve(cx),
             None => self.style.default_path(host, cx)?,
         };
-        let before = match host.stat(&path).on(host)? {
-            None => None,
-            Some(m) if m.kind == FileKind::File => Some((host.read(&path).on(host)?, m)),
-            Some(m) => {
-                return Err(Error::Conflict(format!(
-                    "{} is not a regular file ({:?})",
-                    path.display(),
-                    m.kind
-                )))
-            }
-        };
+        let before = read_regular_file(host, &path)?;
         let current = match &before {
             Some((bytes, _)) => String::from_utf8(bytes.clone()).map_err(|_| {
                 Error::Conflict(format!(

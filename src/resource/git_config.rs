@@ -5,7 +5,7 @@ use serde::Deserialize;
 use toml::de::DeValue;
 use toml::Spanned;
 
-use super::gitconfig::{self, Scope};
+use super::gitconfig::{self, OneOrMany, Scope};
 use super::{Build, Context, Kind, Resource};
 use crate::change::Delta;
 use crate::error::Error;
@@ -18,19 +18,12 @@ pub const KIND: Kind = Kind {
 };
 
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum Value {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Spec {
     #[serde(default)]
     scope: Scope,
     key: Spanned<String>,
-    value: Spanned<Value>,
+    value: Spanned<OneOrMany>,
 }
 
 #[derive(Debug)]
@@ -60,10 +53,7 @@ fn build(value: Spanned<DeValue<'_>>, b: &Build<'_>) -> Result<Box<dyn Resource>
         ));
     }
     let at = spec.value.span();
-    let values = match spec.value.into_inner() {
-        Value::One(v) => vec![v],
-        Value::Many(v) => v,
-    };
+    let values = spec.value.into_inner().into_vec();
     if values.is_empty() {
         return Err(b.error(&at, "`value` is an empty list"));
     }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use toml::de::DeValue;
 use toml::Spanned;
 
-use super::gitconfig::{self, Scope};
+use super::gitconfig::{self, OneOrMany, Scope};
 use super::{Build, Context, Kind, Resource};
 use crate::change::Delta;
 use crate::error::Error;
@@ -17,13 +17,6 @@ pub const KIND: Kind = Kind {
     build,
     shell_fields: &[],
 };
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,10 +37,7 @@ struct Rewrite {
 fn build(value: Spanned<DeValue<'_>>, b: &Build<'_>) -> Result<Box<dyn Resource>, Error> {
     let spec: Spec = b.deserialize(value)?;
     let at = spec.instead_of.span();
-    let instead_of = match spec.instead_of.into_inner() {
-        OneOrMany::One(s) => vec![s],
-        OneOrMany::Many(v) => v,
-    };
+    let instead_of = spec.instead_of.into_inner().into_vec();
     if spec.base.get_ref().is_empty() {
         return Err(b.error(&spec.base.span(), "`base` is empty"));
     }

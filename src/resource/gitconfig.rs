@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer};
 use super::{Context, TargetPath};
 use crate::change::{Delta, Op};
 use crate::error::Error;
-use crate::host::{Attrs, FileKind, Host, OnHost};
+use crate::host::{Attrs, Host};
 
 /// Where the setting lives, as `git config --global/--system/--file`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -53,6 +53,23 @@ impl Scope {
     }
 }
 
+/// One value or a list of them, as playbooks write `instead_of` / `value`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
 /// A POSIX extended regex matching exactly `value` (git's value patterns).
 pub fn exact(value: &str) -> String {
     let mut re = String::from("^");
@@ -89,17 +106,7 @@ pub fn plan_edit(
     path: PathBuf,
     edit: impl FnOnce(&mut git2::Config) -> Result<bool, git2::Error>,
 ) -> Result<Delta, Error> {
-    let before = match host.stat(&path).on(host)? {
-        None => None,
-        Some(m) if m.kind == FileKind::File => Some((host.read(&path).on(host)?, m)),
-        Some(m) => {
-            return Err(Error::Conflict(format!(
-                "{} is not a regular file ({:?})",
-                path.display(),
-                m.kind
-            )))
-        }
-    };
+    let before = super::read_regular_file(host, &path)?;
     let scratch = tempfile::tempdir().map_err(|source| Error::WriteLocal {
         path: std::env::temp_dir(),
         source,

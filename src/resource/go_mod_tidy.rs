@@ -13,10 +13,10 @@ use serde::Deserialize;
 use toml::de::DeValue;
 use toml::Spanned;
 
-use super::{outcome_text, Build, Context, Kind, Resource, TargetPath};
+use super::{outcome_text, read_regular_file, Build, Context, Kind, Resource, TargetPath};
 use crate::change::{Delta, Op};
 use crate::error::Error;
-use crate::host::{Attrs, Cmd, FileKind, Host, OnHost};
+use crate::host::{Attrs, Cmd, Host, OnHost};
 
 pub const KIND: Kind = Kind {
     name: "go_mod_tidy",
@@ -76,24 +76,13 @@ impl Resource for GoModTidy {
         let dir = self.dir.resolve(cx);
         let gomod = dir.join("go.mod");
         let gosum = dir.join("go.sum");
-        let read = |p: &std::path::Path| -> Result<Option<(Vec<u8>, crate::host::Meta)>, Error> {
-            match host.stat(p).on(host)? {
-                None => Ok(None),
-                Some(m) if m.kind == FileKind::File => Ok(Some((host.read(p).on(host)?, m))),
-                Some(m) => Err(Error::Conflict(format!(
-                    "{} is not a regular file ({:?})",
-                    p.display(),
-                    m.kind
-                ))),
-            }
-        };
-        let mod_before = read(&gomod)?.ok_or_else(|| {
+        let mod_before = read_regular_file(host, &gomod)?.ok_or_else(|| {
             Error::Conflict(format!(
                 "{} has no go.mod: not a Go module root",
                 dir.display()
             ))
         })?;
-        let sum_before = read(&gosum)?;
+        let sum_before = read_regular_file(host, &gosum)?;
 
         let scratch = host.scratch().on(host)?;
         scratch.write("go.mod", &mod_before.0).on(host)?;

@@ -127,6 +127,25 @@ impl Build<'_> {
     }
 }
 
+/// The bytes and attributes of the regular file at `path`; `None` when it
+/// does not exist, an error when something else (a directory, a symlink)
+/// is there. What resources that edit a file read before changing it.
+pub fn read_regular_file(
+    host: &dyn Host,
+    path: &Path,
+) -> Result<Option<(Vec<u8>, crate::host::Meta)>, Error> {
+    use crate::host::{FileKind, OnHost};
+    match host.stat(path).on(host)? {
+        None => Ok(None),
+        Some(m) if m.kind == FileKind::File => Ok(Some((host.read(path).on(host)?, m))),
+        Some(m) => Err(Error::Conflict(format!(
+            "{} is not a regular file ({:?})",
+            path.display(),
+            m.kind
+        ))),
+    }
+}
+
 /// A path on the target as a playbook writes it: absolute, or starting
 /// with `~` (the home of the user fixer acts as on the target).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -427,10 +427,11 @@ fn git_config_failures_are_clear_and_change_nothing() -> TestResult {
     Ok(())
 }
 
-const APP_MAIN: &str =
+pub const APP_MAIN: &str =
     "package main\n\nimport \"example.com/dep\"\n\nfunc main() { println(dep.Hello()) }\n";
 
-fn go_module(sb: &Sandbox, main_go: &str) -> TestResult {
+/// /srv/app: a module importing example.com/dep, served by the sandbox proxy.
+pub fn go_module(sb: &Sandbox, main_go: &str) -> TestResult {
     go_proxy(
         &sb.base().join("proxy"),
         &[(

@@ -4,7 +4,7 @@
 use predicates::str::contains;
 use std::path::PathBuf;
 
-use crate::gotools::{go_env, go_proxy, tool};
+use crate::gotools::{go_env, go_module, tool, APP_MAIN};
 use crate::support::{is_root, stdout_of, Sandbox, TestResult, HOME};
 
 fn shipped(name: &str) -> String {
@@ -166,21 +166,7 @@ fn go_clean_modcache() -> TestResult {
 #[test]
 fn go_mod_tidy_playbook() -> TestResult {
     let sb = Sandbox::new();
-    go_proxy(
-        &sb.base().join("proxy"),
-        &[(
-            "example.com/dep",
-            &[(
-                "dep.go",
-                "package dep\n\nfunc Hello() string { return \"hi\" }\n",
-            )],
-        )],
-    )?;
-    sb.file("/srv/app/go.mod", "module example.com/app\n\ngo 1.19\n");
-    sb.file(
-        "/srv/app/main.go",
-        "package main\n\nimport \"example.com/dep\"\n\nfunc main() { println(dep.Hello()) }\n",
-    );
+    go_module(&sb, APP_MAIN)?;
     let pb = shipped("go-mod-tidy.toml");
     let proxy = format!("goproxy=file://{}", sb.base().join("proxy").display());
     let args = [
