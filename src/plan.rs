@@ -179,6 +179,7 @@ fn fingerprint(h: &mut Sha256, change: &Change) {
                 before,
                 content,
                 attrs,
+                ..
             } => {
                 field(b"write");
                 field(path.as_os_str().as_encoded_bytes());

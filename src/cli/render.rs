@@ -249,6 +249,19 @@ impl Printer {
         (!parts.is_empty()).then(|| parts.join(", "))
     }
 
+    /// The (before, after) a person sees: the resource's own rendering
+    /// when it gives one, else the raw bytes.
+    fn what_to_show<'a>(
+        before: &'a Option<(Vec<u8>, Meta)>,
+        content: &'a [u8],
+        shown: &'a Option<(Vec<u8>, Vec<u8>)>,
+    ) -> (Option<&'a [u8]>, &'a [u8]) {
+        match (shown, before) {
+            (Some((old, new)), Some(_)) => (Some(old.as_slice()), new.as_slice()),
+            _ => (before.as_ref().map(|(b, _)| b.as_slice()), content),
+        }
+    }
+
     fn op_lines(&self, op: &Op, applied: bool) -> Vec<String> {
         match op {
             Op::Write {
@@ -256,9 +269,10 @@ impl Printer {
                 before,
                 content,
                 attrs,
+                shown,
             } => {
-                let mut lines =
-                    self.diff_lines(path, before.as_ref().map(|(b, _)| b.as_slice()), content);
+                let (old, new) = Self::what_to_show(before, content, shown);
+                let mut lines = self.diff_lines(path, old, new);
                 if let Some(a) = Self::attr_text(before.as_ref().map(|(_, m)| m), attrs) {
                     lines.push(format!("{}: {a}", path.display()));
                 }
@@ -311,11 +325,15 @@ impl Printer {
                 before,
                 content,
                 attrs,
-            } => json!({
-                "op": "write", "path": path, "new": before.is_none(),
-                "diff": self.diff_lines_plain(path, before.as_ref().map(|(b, _)| b.as_slice()), content),
-                "mode": attrs.mode.map(|m| format!("{m:04o}")), "uid": attrs.uid, "gid": attrs.gid,
-            }),
+                shown,
+            } => {
+                let (old, new) = Self::what_to_show(before, content, shown);
+                json!({
+                    "op": "write", "path": path, "new": before.is_none(),
+                    "diff": self.diff_lines_plain(path, old, new),
+                    "mode": attrs.mode.map(|m| format!("{m:04o}")), "uid": attrs.uid, "gid": attrs.gid,
+                })
+            }
             Op::Mkdir { path, attrs } => json!({
                 "op": "mkdir", "path": path, "mode": attrs.mode.map(|m| format!("{m:04o}")), "uid": attrs.uid, "gid": attrs.gid,
             }),

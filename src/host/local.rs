@@ -34,7 +34,19 @@ impl Scratch for LocalScratch {
 
     fn write(&self, name: &str, content: &[u8]) -> HostResult<()> {
         let p = self.0.path().join(name);
-        fs::write(&p, content).map_err(|e| HostError::new("write", &p, e))
+        if let Some(parent) = p.parent() {
+            fs::create_dir_all(parent)
+                .map_err(|e| HostError::new("create directory", parent, e))?;
+        }
+        // Private, as the files copied here may be (netplan insists on 0600).
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&p)
+            .map_err(|e| HostError::new("write", &p, e))?;
+        f.write_all(content).map_err(|e| HostError::new("write", &p, e))
     }
 
     fn read(&self, name: &str) -> HostResult<Option<Vec<u8>>> {

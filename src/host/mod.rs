@@ -116,6 +116,7 @@ pub type HostResult<T> = Result<T, HostError>;
 /// under `--root` is not a path inside the root.
 pub trait Scratch: Send {
     fn path(&self) -> &Path;
+    /// Write `name` (a relative path; missing directories are created).
     fn write(&self, name: &str, content: &[u8]) -> HostResult<()>;
     /// `None` when the file does not exist.
     fn read(&self, name: &str) -> HostResult<Option<Vec<u8>>>;

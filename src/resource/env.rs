@@ -263,6 +263,7 @@ impl Resource for Env {
             return Ok(Delta::default());
         }
         Ok(Delta::ops(vec![Op::Write {
+            shown: None,
             path,
             before,
             content: wanted.into_bytes(),

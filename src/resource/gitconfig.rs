@@ -138,6 +138,7 @@ pub fn plan_edit(
         return Ok(Delta::default());
     }
     Ok(Delta::ops(vec![Op::Write {
+        shown: None,
         path,
         before,
         content,

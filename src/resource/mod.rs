@@ -10,6 +10,7 @@ mod git_config;
 mod git_url_rewrite;
 mod gitconfig;
 mod go_mod_tidy;
+mod netplan;
 pub use command::{exit_text, outcome_text};
 mod file;
 mod permissions;
@@ -75,6 +76,7 @@ pub const KINDS: &[Kind] = &[
     git_url_rewrite::KIND,
     git_config::KIND,
     go_mod_tidy::KIND,
+    netplan::KIND,
 ];
 
 pub fn kind_names() -> String {
