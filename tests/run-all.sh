@@ -12,6 +12,7 @@ declare -A NEEDED=(
   [chown]=coreutils
   [go]=golang-go         # go_mod_tidy and env are checked by the real go
   [git]=git              # git resources are read back by the real git
+  [netplan]=netplan.io   # netplan files are validated by the real netplan
 )
 
 missing=()

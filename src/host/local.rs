@@ -46,7 +46,8 @@ impl Scratch for LocalScratch {
             .mode(0o600)
             .open(&p)
             .map_err(|e| HostError::new("write", &p, e))?;
-        f.write_all(content).map_err(|e| HostError::new("write", &p, e))
+        f.write_all(content)
+            .map_err(|e| HostError::new("write", &p, e))
     }
 
     fn read(&self, name: &str) -> HostResult<Option<Vec<u8>>> {

@@ -4,6 +4,7 @@
 mod apply;
 mod failures;
 mod gotools;
+mod netplan;
 mod plan;
 mod playbooks;
 mod resources;
