@@ -55,26 +55,16 @@ pub fn apply(
         }
     }
     let masker = playbook.masker();
-    let cx = plan::context(host)?;
+    let cx = plan::context(host, true)?;
     let mut journal = store.begin(&playbook.name)?;
     let mut summary = Summary::default();
     let mut notified: Vec<&str> = Vec::new();
 
     let mut work = || -> Result<(), Error> {
-        for d in &playbook.resources {
-            let delta = d
-                .resource
-                .plan(host, &cx)
-                .map_err(|e| e.in_resource(&d.id))?;
-            for op in &delta.ops {
-                execute(host, &mut journal, &d.id, op, &masker)
-                    .map_err(|e| e.in_resource(&d.id))?;
-            }
-            let change = Change {
-                id: d.id.clone(),
-                kind: d.resource.kind(),
-                delta,
-            };
+        // Changes first, then the handlers they notified, then the checks
+        // (probes), which must see the host as the whole run leaves it.
+        for d in playbook.resources.iter().filter(|d| !d.resource.is_check()) {
+            let change = apply_one(host, &mut journal, d, &cx, &masker)?;
             summary.count(change.action());
             if change.action() != Action::Unchanged {
                 notified.extend(d.notify.iter().map(String::as_str));
@@ -86,19 +76,13 @@ pub fn apply(
             .iter()
             .filter(|h| notified.contains(&h.id.as_str()))
         {
-            let delta = h
-                .resource
-                .plan(host, &cx)
-                .map_err(|e| e.in_resource(&h.id))?;
-            for op in &delta.ops {
-                execute(host, &mut journal, &h.id, op, &masker)
-                    .map_err(|e| e.in_resource(&h.id))?;
-            }
-            on_event(Event::Handler(&Change {
-                id: h.id.clone(),
-                kind: h.resource.kind(),
-                delta,
-            }));
+            let change = apply_one(host, &mut journal, h, &cx, &masker)?;
+            on_event(Event::Handler(&change));
+        }
+        for d in playbook.resources.iter().filter(|d| d.resource.is_check()) {
+            let change = apply_one(host, &mut journal, d, &cx, &masker)?;
+            summary.count(change.action());
+            on_event(Event::Resource(&change));
         }
         Ok(())
     };
@@ -128,6 +112,28 @@ pub fn apply(
             })
         }
     }
+}
+
+/// Plan one resource against the real host and make its changes.
+fn apply_one(
+    host: &dyn Host,
+    journal: &mut Journal<'_>,
+    d: &crate::playbook::Declared,
+    cx: &crate::resource::Context,
+    masker: &Masker,
+) -> Result<Change, Error> {
+    let delta = d
+        .resource
+        .plan(host, cx)
+        .map_err(|e| e.in_resource(&d.id))?;
+    for op in &delta.ops {
+        execute(host, journal, &d.id, op, masker).map_err(|e| e.in_resource(&d.id))?;
+    }
+    Ok(Change {
+        id: d.id.clone(),
+        kind: d.resource.kind(),
+        delta,
+    })
 }
 
 /// Create the missing ancestors of `path`, each journaled as "was absent".

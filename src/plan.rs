@@ -59,9 +59,10 @@ impl Outcome {
     }
 }
 
-pub fn context(host: &dyn Host) -> Result<Context, Error> {
+pub fn context(host: &dyn Host, applying: bool) -> Result<Context, Error> {
     Ok(Context {
         home: host.home().on(host)?,
+        applying,
     })
 }
 
@@ -93,7 +94,7 @@ pub fn plan(
         }
         other => other?,
     };
-    let cx = context(host)?;
+    let cx = context(host, false)?;
     let overlay = Overlay::new(host);
     let mut summary = Summary::default();
     let mut hasher = Sha256::new();

@@ -13,6 +13,7 @@ declare -A NEEDED=(
   [go]=golang-go         # go_mod_tidy and env are checked by the real go
   [git]=git              # git resources are read back by the real git
   [netplan]=netplan.io   # netplan files are validated by the real netplan
+  [curl]=curl            # http probes run curl on the target
 )
 
 missing=()

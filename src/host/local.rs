@@ -5,6 +5,7 @@ use std::io::{self, Write as _};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 use wait_timeout::ChildExt as _;
@@ -374,7 +375,7 @@ impl Host for LocalHost {
         let wait_err = |e| HostError::new("wait for", Path::new(program), e);
         let (status, timed_out) = match cmd.timeout_secs {
             Some(secs) => match child
-                .wait_timeout(std::time::Duration::from_secs(secs))
+                .wait_timeout(Duration::from_secs(secs))
                 .map_err(wait_err)?
             {
                 Some(status) => (status, false),
@@ -395,6 +396,50 @@ impl Host for LocalHost {
             stdout,
             stderr,
         })
+    }
+
+    fn connect(&self, host: &str, port: u16, timeout: Duration) -> HostResult<Duration> {
+        let started = Instant::now();
+        let addrs = self.resolve(host, timeout)?;
+        let label = format!("{host}:{port}");
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+        for ip in addrs {
+            let left = timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                last = io::Error::new(io::ErrorKind::TimedOut, "timed out");
+                break;
+            }
+            match std::net::TcpStream::connect_timeout(&std::net::SocketAddr::new(ip, port), left) {
+                Ok(_) => return Ok(started.elapsed()),
+                Err(e) => last = e,
+            }
+        }
+        Err(HostError::new("connect to", Path::new(&label), last))
+    }
+
+    /// This machine's resolver (getaddrinfo), also under `--root`: an image
+    /// has no resolver of its own running.
+    fn resolve(&self, name: &str, timeout: Duration) -> HostResult<Vec<std::net::IpAddr>> {
+        use std::net::ToSocketAddrs as _;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let owned = name.to_string();
+        // getaddrinfo cannot be given a deadline: wait for it on the side.
+        std::thread::spawn(move || {
+            let _ = tx.send(
+                (owned.as_str(), 0)
+                    .to_socket_addrs()
+                    .map(|a| a.map(|s| s.ip()).collect::<Vec<_>>()),
+            );
+        });
+        let err = |e| HostError::new("resolve", Path::new(name), e);
+        match rx.recv_timeout(timeout) {
+            Ok(Ok(mut ips)) => {
+                ips.dedup();
+                Ok(ips)
+            }
+            Ok(Err(e)) => Err(err(e)),
+            Err(_) => Err(err(io::Error::new(io::ErrorKind::TimedOut, "timed out"))),
+        }
     }
 
     fn scratch(&self) -> HostResult<Box<dyn Scratch>> {

@@ -157,6 +157,19 @@ pub trait Host: Send + Sync {
     fn remove(&self, path: &Path) -> HostResult<()>;
     fn rename(&self, from: &Path, to: &Path) -> HostResult<()>;
     fn run(&self, cmd: &Cmd) -> HostResult<Output>;
+    /// Open (then close) a TCP connection *from the target*; how long it took.
+    fn connect(
+        &self,
+        host: &str,
+        port: u16,
+        timeout: std::time::Duration,
+    ) -> HostResult<std::time::Duration>;
+    /// Resolve a name with the target's resolver.
+    fn resolve(
+        &self,
+        name: &str,
+        timeout: std::time::Duration,
+    ) -> HostResult<Vec<std::net::IpAddr>>;
     /// A fresh scratch directory for commands (see [`Scratch`]).
     fn scratch(&self) -> HostResult<Box<dyn Scratch>>;
     /// Take the exclusive lock at `path` (created if missing) without

@@ -343,6 +343,23 @@ impl Host for Overlay<'_> {
         self.inner.run(cmd)
     }
 
+    fn connect(
+        &self,
+        host: &str,
+        port: u16,
+        timeout: std::time::Duration,
+    ) -> HostResult<std::time::Duration> {
+        self.inner.connect(host, port, timeout)
+    }
+
+    fn resolve(
+        &self,
+        name: &str,
+        timeout: std::time::Duration,
+    ) -> HostResult<Vec<std::net::IpAddr>> {
+        self.inner.resolve(name, timeout)
+    }
+
     fn scratch(&self) -> HostResult<Box<dyn super::Scratch>> {
         self.inner.scratch()
     }

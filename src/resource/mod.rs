@@ -14,6 +14,7 @@ mod netplan;
 pub use command::{exit_text, outcome_text};
 mod file;
 mod permissions;
+mod probe;
 
 use std::fmt;
 use std::ops::Range;
@@ -30,11 +31,14 @@ use crate::host::Host;
 use crate::playbook::source::{field_at, Source};
 use crate::playbook::template::Renderer;
 
-/// Facts about the target that resolve playbook paths.
+/// Facts about the target that resolve playbook paths, and what is being
+/// done with them.
 #[derive(Clone, Debug)]
 pub struct Context {
     /// `~` on the target.
     pub home: PathBuf,
+    /// Whether changes are being made (apply) or only shown (plan).
+    pub applying: bool,
 }
 
 /// One piece of desired state.
@@ -54,6 +58,11 @@ pub trait Resource: Send + Sync + fmt::Debug {
     fn subject(&self) -> String;
     /// Observe and compute the change.
     fn plan(&self, host: &dyn Host, cx: &Context) -> Result<Delta, Error>;
+    /// A read-only check confirming the fix (`probe`): planned and applied
+    /// after the handlers, so it sees the host as the whole run leaves it.
+    fn is_check(&self) -> bool {
+        false
+    }
 }
 
 pub type Builder = fn(Spanned<DeValue<'_>>, &Build<'_>) -> Result<Box<dyn Resource>, Error>;
@@ -77,6 +86,7 @@ pub const KINDS: &[Kind] = &[
     git_config::KIND,
     go_mod_tidy::KIND,
     netplan::KIND,
+    probe::KIND,
 ];
 
 pub fn kind_names() -> String {

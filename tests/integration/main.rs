@@ -6,6 +6,7 @@ mod failures;
 mod gotools;
 mod netplan;
 mod plan;
+mod probe;
 mod playbooks;
 mod resources;
 mod rollback;
