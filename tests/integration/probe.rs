@@ -51,13 +51,17 @@ fn tcp_probe_passes_and_never_changes_anything() -> TestResult {
         .assert()
         .success()
         .stdout(contains(format!("pass: connected to 127.0.0.1:{port}")))
-        .stdout(contains("Plan: 1 to add, 0 to change, 0 to remove, 1 unchanged."));
+        .stdout(contains(
+            "Plan: 1 to add, 0 to change, 0 to remove, 1 unchanged.",
+        ));
     let out = sb.fixer(&["apply", &pb]).output()?;
     let text = stdout_of(&out);
     assert!(out.status.success(), "{}", stderr_of(&out));
     // The probe ran after the handler.
     let handler = text.find("handler h (ran)").ok_or("no handler line")?;
-    let probe = text.find(&format!("pass: connected to 127.0.0.1:{port}")).ok_or("no probe line")?;
+    let probe = text
+        .find(&format!("pass: connected to 127.0.0.1:{port}"))
+        .ok_or("no probe line")?;
     assert!(handler < probe, "{text}");
     Ok(())
 }
@@ -71,18 +75,28 @@ fn failed_probe_after_apply_rolls_back_unless_warn() -> TestResult {
     sb.fixer(&["plan", &pb])
         .assert()
         .success()
-        .stdout(contains(format!("fail (now, before the changes): cannot connect to 127.0.0.1:{port}")));
+        .stdout(contains(format!(
+            "fail (now, before the changes): cannot connect to 127.0.0.1:{port}"
+        )));
     let before = sb.tree();
     let out = sb.fixer(&["apply", &pb]).output()?;
     let err = stderr_of(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains(&format!("resource `probe:tcp:127.0.0.1:{port}`: probe failed: cannot connect")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "resource `probe:tcp:127.0.0.1:{port}`: probe failed: cannot connect"
+        )),
+        "{err}"
+    );
     assert!(err.contains("Rolled back run"), "{err}");
     let mut after = sb.tree();
     after.remove("/handler-ran");
     assert_eq!(after, before);
 
-    let pb = playbook(&sb, &format!("tcp = \"127.0.0.1:{port}\"\ntimeout = 2\non_fail = \"warn\""));
+    let pb = playbook(
+        &sb,
+        &format!("tcp = \"127.0.0.1:{port}\"\ntimeout = 2\non_fail = \"warn\""),
+    );
     sb.fixer(&["apply", &pb])
         .assert()
         .success()
@@ -95,19 +109,43 @@ fn failed_probe_after_apply_rolls_back_unless_warn() -> TestResult {
 fn dns_and_http_probes() -> TestResult {
     let sb = Sandbox::new();
     let pb = playbook(&sb, "dns = \"localhost\"");
-    sb.fixer(&["plan", &pb]).assert().success().stdout(contains("pass: localhost resolves to"));
+    sb.fixer(&["plan", &pb])
+        .assert()
+        .success()
+        .stdout(contains("pass: localhost resolves to"));
     let pb = playbook(&sb, "dns = \"no-such-host.invalid\"\ntimeout = 3");
-    sb.fixer(&["plan", &pb]).assert().success().stdout(contains("fail (now, before the changes): cannot resolve no-such-host.invalid"));
+    sb.fixer(&["plan", &pb]).assert().success().stdout(contains(
+        "fail (now, before the changes): cannot resolve no-such-host.invalid",
+    ));
 
     let _ = crate::gotools::tool("curl");
     let port = http_server("204 No Content", 8)?;
     let pb = playbook(&sb, &format!("http = \"http://127.0.0.1:{port}/health\""));
-    sb.fixer(&["plan", &pb]).assert().success().stdout(contains(format!("pass: GET http://127.0.0.1:{port}/health: 204")));
-    let pb = playbook(&sb, &format!("http = \"http://127.0.0.1:{port}/health\"\nexpect_status = [200]"));
-    sb.fixer(&["plan", &pb]).assert().success().stdout(contains("204, expected [200]"));
+    sb.fixer(&["plan", &pb])
+        .assert()
+        .success()
+        .stdout(contains(format!(
+            "pass: GET http://127.0.0.1:{port}/health: 204"
+        )));
+    let pb = playbook(
+        &sb,
+        &format!("http = \"http://127.0.0.1:{port}/health\"\nexpect_status = [200]"),
+    );
+    sb.fixer(&["plan", &pb])
+        .assert()
+        .success()
+        .stdout(contains("204, expected [200]"));
     let down = closed_port()?;
-    let pb = playbook(&sb, &format!("http = \"http://127.0.0.1:{down}/\"\ntimeout = 2"));
-    sb.fixer(&["plan", &pb]).assert().success().stdout(contains(format!("fail (now, before the changes): GET http://127.0.0.1:{down}/")));
+    let pb = playbook(
+        &sb,
+        &format!("http = \"http://127.0.0.1:{down}/\"\ntimeout = 2"),
+    );
+    sb.fixer(&["plan", &pb])
+        .assert()
+        .success()
+        .stdout(contains(format!(
+            "fail (now, before the changes): GET http://127.0.0.1:{down}/"
+        )));
     Ok(())
 }
 
@@ -117,11 +155,21 @@ fn malformed_probes_are_refused() -> TestResult {
     for (probe, message) in [
         ("tcp = \"no-port\"", "write tcp as HOST:PORT"),
         ("http = \"ftp://x\"", "http:// or https:// URL"),
-        ("tcp = \"a:1\"\ndns = \"b\"", "exactly one of `tcp`, `dns`, `http`"),
-        ("dns = \"x\"\non_fail = \"ignore\"", "unknown variant `ignore`"),
+        (
+            "tcp = \"a:1\"\ndns = \"b\"",
+            "exactly one of `tcp`, `dns`, `http`",
+        ),
+        (
+            "dns = \"x\"\non_fail = \"ignore\"",
+            "unknown variant `ignore`",
+        ),
     ] {
         let pb = playbook(&sb, probe);
-        sb.fixer(&["validate", &pb]).assert().code(1).stderr(contains(message)).stderr(contains("p.toml:"));
+        sb.fixer(&["validate", &pb])
+            .assert()
+            .code(1)
+            .stderr(contains(message))
+            .stderr(contains("p.toml:"));
     }
     Ok(())
 }
