@@ -21,6 +21,24 @@ use crate::resource::outcome_text;
 pub enum Event<'a> {
     Resource(&'a Change),
     Handler(&'a Change),
+    /// Something the user should know that is not a change.
+    Note(&'a str),
+}
+
+/// Opens a new connection to the same host.
+pub type Reconnect<'a> = &'a (dyn Fn() -> Result<Box<dyn Host>, Error> + Sync);
+
+/// How an apply protects a host it may lose contact with.
+#[derive(Default)]
+pub struct ApplyOptions<'a> {
+    /// Commit-confirmed: before the first change the target starts a
+    /// watchdog that restores the run by itself after this long unless the
+    /// controller confirms (remote hosts).
+    pub confirm_timeout: Option<std::time::Duration>,
+    /// Confirm over a fresh connection when the playbook may cut the
+    /// current one (netplan): only a new connection proves the host is
+    /// still reachable.
+    pub reconnect: Option<Reconnect<'a>>,
 }
 
 #[derive(Debug)]
@@ -35,6 +53,17 @@ pub fn apply(
     playbook: &Playbook,
     host: &dyn Host,
     expect: Option<&str>,
+    on_event: &mut dyn FnMut(Event<'_>),
+) -> Result<Outcome, Error> {
+    apply_with(playbook, host, expect, &ApplyOptions::default(), on_event)
+}
+
+/// [`apply`] with options for remote hosts.
+pub fn apply_with(
+    playbook: &Playbook,
+    host: &dyn Host,
+    expect: Option<&str>,
+    opts: &ApplyOptions<'_>,
     on_event: &mut dyn FnMut(Event<'_>),
 ) -> Result<Outcome, Error> {
     let store = Store::new(host);
@@ -57,6 +86,9 @@ pub fn apply(
     let masker = playbook.masker();
     let cx = plan::context(host, true)?;
     let mut journal = store.begin(&playbook.name)?;
+    if let Some(timeout) = opts.confirm_timeout {
+        journal.arm(timeout)?;
+    }
     let mut summary = Summary::default();
     let mut notified: Vec<&str> = Vec::new();
 
@@ -64,7 +96,7 @@ pub fn apply(
         // Changes first, then the handlers they notified, then the checks
         // (probes), which must see the host as the whole run leaves it.
         for d in playbook.resources.iter().filter(|d| !d.resource.is_check()) {
-            let change = apply_one(host, &mut journal, d, &cx, &masker)?;
+            let change = apply_one(host, &mut journal, d, &cx, &masker, false)?;
             summary.count(change.action());
             if change.action() != Action::Unchanged {
                 notified.extend(d.notify.iter().map(String::as_str));
@@ -76,20 +108,25 @@ pub fn apply(
             .iter()
             .filter(|h| notified.contains(&h.id.as_str()))
         {
-            let change = apply_one(host, &mut journal, h, &cx, &masker)?;
+            let change = apply_one(host, &mut journal, h, &cx, &masker, true)?;
             on_event(Event::Handler(&change));
         }
         for d in playbook.resources.iter().filter(|d| d.resource.is_check()) {
-            let change = apply_one(host, &mut journal, d, &cx, &masker)?;
+            let change = apply_one(host, &mut journal, d, &cx, &masker, false)?;
             summary.count(change.action());
             on_event(Event::Resource(&change));
         }
         Ok(())
     };
-    match work() {
+    let result = work();
+    let armed = journal.is_armed().then(|| journal.dir().to_path_buf());
+    match result {
         Ok(()) => {
             let mut record = journal.record.clone();
             store.set_status(&mut record, Status::Applied)?;
+            if let Some(dir) = armed {
+                confirm(playbook, host, opts, &dir, &record, on_event)?;
+            }
             Ok(Outcome {
                 run: record,
                 summary,
@@ -97,7 +134,17 @@ pub fn apply(
         }
         Err(e) => {
             let entries = store.entries(journal.id())?;
-            let report = journal::undo(host, &entries);
+            let mut report = journal::undo(host, &entries);
+            if let Some(dir) = &armed {
+                if report.complete() {
+                    // Restored by us: the watchdog must not run again.
+                    if journal::disarm(host, dir).is_err() {
+                        report.host_restores_in = opts.confirm_timeout;
+                    }
+                } else {
+                    report.host_restores_in = opts.confirm_timeout;
+                }
+            }
             let mut record = journal.record.clone();
             let status = if report.complete() {
                 Status::Failed
@@ -114,6 +161,57 @@ pub fn apply(
     }
 }
 
+/// Confirm a commit-confirmed run: stop the target's watchdog, over a
+/// fresh connection when the playbook may have cut this one.
+fn confirm(
+    playbook: &Playbook,
+    host: &dyn Host,
+    opts: &ApplyOptions<'_>,
+    dir: &Path,
+    record: &RunRecord,
+    on_event: &mut dyn FnMut(Event<'_>),
+) -> Result<(), Error> {
+    let timeout = opts.confirm_timeout.unwrap_or_default();
+    let not_confirmed = |why: String| Error::NotConfirmed {
+        host: host.name(),
+        run: record.id.clone(),
+        secs: timeout.as_secs(),
+        why,
+    };
+    let may_cut = playbook
+        .resources
+        .iter()
+        .chain(&playbook.handlers)
+        .any(|d| d.resource.may_cut_connection());
+    let fresh;
+    let via: &dyn Host = match opts.reconnect {
+        Some(reconnect) if may_cut => {
+            on_event(Event::Note(
+                "Reconnecting to confirm the host is still reachable after the change...",
+            ));
+            let deadline = std::time::Instant::now() + timeout;
+            fresh = loop {
+                match reconnect() {
+                    Ok(h) => break h,
+                    Err(e) if std::time::Instant::now() >= deadline => {
+                        return Err(not_confirmed(e.to_string()))
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_secs(2)),
+                }
+            };
+            fresh.as_ref()
+        }
+        _ => host,
+    };
+    match journal::disarm(via, dir) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(not_confirmed(
+            "the confirm timeout passed first and the host restored the run".into(),
+        )),
+        Err(e) => Err(not_confirmed(e.to_string())),
+    }
+}
+
 /// Plan one resource against the real host and make its changes.
 fn apply_one(
     host: &dyn Host,
@@ -121,13 +219,14 @@ fn apply_one(
     d: &crate::playbook::Declared,
     cx: &crate::resource::Context,
     masker: &Masker,
+    handler: bool,
 ) -> Result<Change, Error> {
     let delta = d
         .resource
         .plan(host, cx)
         .map_err(|e| e.in_resource(&d.id))?;
     for op in &delta.ops {
-        execute(host, journal, &d.id, op, masker).map_err(|e| e.in_resource(&d.id))?;
+        execute(host, journal, &d.id, op, masker, handler).map_err(|e| e.in_resource(&d.id))?;
     }
     Ok(Change {
         id: d.id.clone(),
@@ -175,6 +274,7 @@ fn execute(
     id: &str,
     op: &Op,
     masker: &Masker,
+    handler: bool,
 ) -> Result<(), Error> {
     match op {
         Op::Write {
@@ -261,6 +361,11 @@ fn execute(
             let entry = match undo {
                 Some(u) => Undo::Command {
                     cmd: u.clone(),
+                    display: masked.clone(),
+                },
+                // A handler makes restored files take effect again.
+                None if handler => Undo::Rerun {
+                    cmd: cmd.clone(),
                     display: masked.clone(),
                 },
                 None => Undo::Irreversible {

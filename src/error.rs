@@ -52,6 +52,14 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// A remote host could not be reached, trusted or logged into.
+    #[error("cannot connect to {host}: {source}")]
+    Connect {
+        host: String,
+        #[source]
+        source: Box<crate::host::ConnectError>,
+    },
+
     #[error("on {host}: {source}")]
     Host {
         host: String,
@@ -103,6 +111,19 @@ pub enum Error {
         rollback: RollbackReport,
     },
 
+    /// A commit-confirmed apply that the controller could not confirm: the
+    /// host restores the run by itself.
+    #[error(
+        "run {run} was applied on {host} but could not be confirmed ({why}); \
+         the host restores it by itself within {secs} s of the apply"
+    )]
+    NotConfirmed {
+        host: String,
+        run: String,
+        secs: u64,
+        why: String,
+    },
+
     /// A state file of ours under var/lib/fixer could not be understood.
     #[error("corrupt run record {}: {message}", path.display())]
     Journal { path: PathBuf, message: String },
@@ -117,6 +138,9 @@ pub struct RollbackReport {
     pub failures: Vec<String>,
     /// Commands that ran and declare no `undo`: reported, not reversed.
     pub not_undoable: Vec<String>,
+    /// What this rollback could not restore, the host's self-restore
+    /// watchdog will, this long after the apply began.
+    pub host_restores_in: Option<std::time::Duration>,
 }
 
 impl RollbackReport {

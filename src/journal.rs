@@ -92,7 +92,93 @@ pub enum Undo {
     Irreversible {
         display: String,
     },
+    /// A handler (`netplan apply`, a service reload): run it again once
+    /// everything else is restored, so the restored files take effect.
+    Rerun {
+        cmd: Cmd,
+        display: String,
+    },
 }
+
+impl Undo {
+    /// The same undo as one line of POSIX sh, for the self-restore script a
+    /// remote host runs on its own (see [`Journal::arm`]). Like the undo
+    /// itself, each line restores a state, so running it twice is harmless.
+    pub fn shell(&self) -> Option<String> {
+        use crate::host::shell::{command_line, quote, quote_path};
+        let remove_tree = |p: &str| {
+            format!("if [ -e {p} ] || [ -L {p} ]; then [ -L {p} ] || chmod -R u+w -- {p}; rm -rf -- {p}; fi")
+        };
+        Some(match self {
+            Undo::Absent { path } => remove_tree(&quote_path(path)),
+            Undo::Restore { path, backup, meta } => {
+                let p = quote_path(path);
+                let tmp = quote(&format!("{}.fixer-restore", path.display()));
+                format!(
+                    "cp -- {b} {tmp} && chown -- {u}:{g} {tmp} && chmod -- {m:o} {tmp} && mv -f -T -- {tmp} {p}",
+                    b = quote_path(backup),
+                    u = meta.uid,
+                    g = meta.gid,
+                    m = meta.mode
+                )
+            }
+            Undo::Meta { path, meta } => {
+                let p = quote_path(path);
+                format!(
+                    "chown -h -- {}:{} {p}; chmod -- {:o} {p}",
+                    meta.uid, meta.gid, meta.mode
+                )
+            }
+            Undo::MoveBack { path, saved, mode } => {
+                let (p, sv) = (quote_path(path), quote_path(saved));
+                let mut line = format!(
+                    "if [ -e {sv} ] || [ -L {sv} ]; then {}; mv -T -- {sv} {p}; fi",
+                    remove_tree(&p)
+                );
+                if let Some(m) = mode {
+                    line.push_str(&format!("; chmod -- {m:o} {p}"));
+                }
+                line
+            }
+            Undo::Command { cmd, .. } | Undo::Rerun { cmd, .. } => {
+                format!("({})", command_line(cmd))
+            }
+            Undo::Irreversible { .. } => return None,
+        })
+    }
+}
+
+/// The self-restore watchdog: `$1` run folder, `$2` lock file, `$3`
+/// seconds. Started detached before the first change of a confirmed apply;
+/// unless the controller removes `$1/armed` in time, it takes the lock,
+/// runs the run's restore lines newest first (complete lines only: a torn
+/// last line is a change that never started), then its handler re-runs,
+/// and marks the run rolled back. It needs nothing but sh and coreutils.
+const WATCHDOG: &str = r#"exec </dev/null >/dev/null 2>&1
+echo $$ > "$1/watchdog.pid"
+sleep "$3"
+[ -e "$1/armed" ] || exit 0
+exec flock "$2" sh -c '
+  [ -e "$1/armed" ] || exit 0
+  rev=""
+  if [ -e "$1/restore.sh" ]; then
+    while IFS= read -r line; do rev="$line
+$rev"; done < "$1/restore.sh"
+  fi
+  printf "%s" "$rev" | while IFS= read -r line; do [ -z "$line" ] || eval "$line"; done
+  if [ -e "$1/rerun.sh" ]; then
+    while IFS= read -r line; do [ -z "$line" ] || eval "$line"; done < "$1/rerun.sh"
+  fi
+  sed -i "s/"status": "[a-z_]*"/"status": "rolled_back"/" "$1/run.json"
+  date -u +%Y-%m-%dT%H:%M:%SZ > "$1/restored-by-host"
+  rm -f "$1/armed"
+' sh "$1""#;
+
+/// Stop the watchdog: `$1` run folder. Exit 3 when it has already fired.
+const DISARM: &str = r#"[ -e "$1/armed" ] || { [ -e "$1/restored-by-host" ] && exit 3; exit 0; }
+rm -f "$1/armed"
+pid=$(cat "$1/watchdog.pid" 2>/dev/null) && kill -- "-$pid" 2>/dev/null
+exit 0"#;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "entry", rename_all = "snake_case")]
@@ -273,6 +359,8 @@ impl<'h> Store<'h> {
             dir,
             step: 0,
             record,
+            armed: false,
+            pending: None,
         })
     }
 
@@ -310,6 +398,10 @@ pub struct Journal<'h> {
     dir: PathBuf,
     step: usize,
     pub record: RunRecord,
+    /// Armed for self-restore: every undo is also written as shell.
+    armed: bool,
+    /// Undos written only once their change completed (commands).
+    pending: Option<(usize, Undo)>,
 }
 
 impl Journal<'_> {
@@ -356,6 +448,15 @@ impl Journal<'_> {
     /// Durably record how to undo the change about to be made.
     pub fn begin(&mut self, resource: &str, undo: Undo) -> Result<usize, Error> {
         self.step += 1;
+        if self.armed {
+            match &undo {
+                // A command's undo applies only once it has run.
+                Undo::Command { .. } | Undo::Rerun { .. } => {
+                    self.pending = Some((self.step, undo.clone()));
+                }
+                other => self.mirror("restore.sh", other)?,
+            }
+        }
         self.append(&Entry::Begin {
             step: self.step,
             resource: resource.to_string(),
@@ -366,7 +467,100 @@ impl Journal<'_> {
 
     pub fn done(&mut self, step: usize) -> Result<(), Error> {
         self.record.changes += 1;
-        self.append(&Entry::Done { step })
+        self.append(&Entry::Done { step })?;
+        if let Some((s, undo)) = self.pending.take() {
+            if s == step {
+                let file = match undo {
+                    Undo::Rerun { .. } => "rerun.sh",
+                    _ => "restore.sh",
+                };
+                self.mirror(file, &undo)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn mirror(&self, file: &str, undo: &Undo) -> Result<(), Error> {
+        let Some(line) = undo.shell() else {
+            return Ok(());
+        };
+        self.host
+            .append(&self.dir.join(file), format!("{line}\n").as_bytes())
+            .on(self.host)
+    }
+
+    /// Commit-confirmed: start a detached watchdog on the target that
+    /// restores this run by itself after `timeout` unless [`disarm`]ed.
+    /// From here on every undo is also written as shell for it.
+    pub fn arm(&mut self, timeout: std::time::Duration) -> Result<(), Error> {
+        let dir = self.dir.display().to_string();
+        self.host
+            .write(&self.dir.join("armed"), b"", Attrs::default())
+            .on(self.host)?;
+        let cmd = Cmd {
+            argv: [
+                "setsid",
+                "-f",
+                "sh",
+                "-c",
+                WATCHDOG,
+                "sh",
+                &dir,
+                &Store::lock_path().display().to_string(),
+                &timeout.as_secs().max(1).to_string(),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            ..Cmd::default()
+        };
+        let out = self.host.run(&cmd).on(self.host)?;
+        if !out.success() {
+            return Err(Error::Host {
+                host: self.host.name(),
+                source: HostError::new(
+                    "start the self-restore watchdog in",
+                    &self.dir,
+                    io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+                ),
+            });
+        }
+        self.armed = true;
+        Ok(())
+    }
+
+    pub fn is_armed(&self) -> bool {
+        self.armed
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Stop the watchdog of the run in `dir`, through `host` (a fresh
+/// connection proves the host is still reachable). `Ok(false)` when it
+/// had already restored the run.
+pub fn disarm(host: &dyn Host, dir: &Path) -> Result<bool, Error> {
+    let cmd = Cmd {
+        argv: ["sh", "-c", DISARM, "sh", &dir.display().to_string()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        ..Cmd::default()
+    };
+    let out = host.run(&cmd).on(host)?;
+    match out.code {
+        Some(0) => Ok(true),
+        Some(3) => Ok(false),
+        _ => Err(Error::Host {
+            host: host.name(),
+            source: HostError::new(
+                "stop the self-restore watchdog in",
+                dir,
+                io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+            ),
+        }),
     }
 }
 
@@ -381,15 +575,18 @@ pub fn undo(host: &dyn Host, entries: &[Entry]) -> crate::error::RollbackReport 
         })
         .collect();
     let mut report = crate::error::RollbackReport::default();
-    for entry in entries.iter().rev() {
-        let Entry::Begin {
+    let begins = entries.iter().filter_map(|e| match e {
+        Entry::Begin {
             step,
             resource,
             undo,
-        } = entry
-        else {
-            continue;
-        };
+        } => Some((step, resource, undo)),
+        Entry::Done { .. } => None,
+    });
+    let (reruns, restores): (Vec<_>, Vec<_>) =
+        begins.partition(|(_, _, u)| matches!(u, Undo::Rerun { .. }));
+    // Restore newest first, then re-run the handlers in their order.
+    for (step, resource, undo) in restores.into_iter().rev().chain(reruns) {
         match undo_one(host, undo, done.contains(step)) {
             Ok(Some(note)) => report.not_undoable.push(format!("{resource}: {note}")),
             Ok(None) => report.undone += 1,
@@ -448,7 +645,7 @@ fn undo_one(host: &dyn Host, undo: &Undo, completed: bool) -> Result<Option<Stri
                 host.chmod(path, *mode)?;
             }
         }
-        Undo::Command { cmd, display } => {
+        Undo::Command { cmd, display } | Undo::Rerun { cmd, display } => {
             if !completed {
                 return Ok(Some(format!(
                     "`{display}` was interrupted; its undo was not run"

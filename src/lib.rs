@@ -10,6 +10,7 @@ pub mod apply;
 pub mod change;
 pub mod error;
 pub mod host;
+pub mod inventory;
 pub mod journal;
 pub mod plan;
 pub mod playbook;

@@ -276,8 +276,8 @@ impl SavedPlan {
 
     pub fn overrides(&self) -> Overrides {
         Overrides {
-            files: Vec::new(),
             values: self.vars.clone(),
+            ..Overrides::default()
         }
     }
 }

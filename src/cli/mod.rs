@@ -1,6 +1,7 @@
 //! Command-line definition and dispatch. Everything here parses arguments,
 //! calls the library, and prints; no engine logic.
 
+mod remote;
 mod render;
 
 use std::io::{IsTerminal as _, Write as _};
@@ -11,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use fixer::apply::{self, Event};
 use fixer::error::Error;
-use fixer::host::LocalHost;
+use fixer::host::{Host as _, LocalHost};
 use fixer::journal::Store;
 use fixer::plan::{self, SavedPlan};
 use fixer::playbook::{Overrides, Playbook};
@@ -48,6 +49,32 @@ struct Global {
     /// Exit 2 when a plan succeeds and has changes.
     #[arg(long, global = true)]
     detailed_exitcode: bool,
+    /// Act on a remote host over SSH (repeatable): [user@]host[:port] or an
+    /// alias from ~/.ssh/config.
+    #[arg(long = "host", value_name = "[USER@]HOST[:PORT]", global = true)]
+    hosts: Vec<String>,
+    /// Act on the hosts of a TOML inventory (docs/guide.md).
+    #[arg(short = 'i', long, value_name = "FILE", global = true)]
+    inventory: Option<PathBuf>,
+    /// Only these inventory hosts or groups (comma-separated, repeatable).
+    #[arg(long, value_name = "NAMES", global = true, requires = "inventory")]
+    limit: Vec<String>,
+    /// How many remote hosts to work on at once.
+    #[arg(long, default_value_t = 10, value_name = "N", global = true,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    forks: u16,
+    /// On remote hosts, act as root through `sudo -n` (never prompts).
+    #[arg(long = "become", global = true)]
+    become_root: bool,
+    /// Record the host key of a host missing from known_hosts instead of
+    /// refusing it (a changed key is always refused).
+    #[arg(long, global = true)]
+    accept_new_host_keys: bool,
+    /// Seconds a remote host waits for the controller to confirm an apply
+    /// before restoring the previous state by itself.
+    #[arg(long, default_value_t = 120, value_name = "SECS", global = true,
+          value_parser = clap::value_parser!(u64).range(5..))]
+    confirm_timeout: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -113,6 +140,7 @@ pub fn main() -> ExitCode {
 
 fn overrides(g: &Global) -> Result<Overrides, Error> {
     Ok(Overrides {
+        inventory: Vec::new(),
         files: g.var_files.clone(),
         values: g
             .vars
@@ -143,8 +171,111 @@ fn host(root: Option<&Path>) -> Result<LocalHost, Error> {
     Ok(LocalHost::new(None))
 }
 
+/// The remote hosts named on the command line, if any.
+fn fleet(g: &Global) -> Result<Option<remote::Fleet>, Error> {
+    let (members, flag): (_, remote::MemberFlag) = match (&g.inventory, g.hosts.is_empty()) {
+        (None, true) => return Ok(None),
+        (Some(_), false) => {
+            return Err(Error::Usage(
+                "give remote hosts with --host or with -i INVENTORY, not both".into(),
+            ))
+        }
+        (Some(inv), true) => {
+            let inv_arg = inv.display().to_string();
+            (
+                fixer::inventory::load(inv, &g.limit)?,
+                Box::new(move |m: &fixer::inventory::Member| {
+                    format!("-i {inv_arg} --limit {}", m.name)
+                }),
+            )
+        }
+        (None, false) => (
+            fixer::inventory::from_specs(&g.hosts),
+            Box::new(|m: &fixer::inventory::Member| format!("--host {}", m.name)),
+        ),
+    };
+    if g.root.is_some() {
+        return Err(Error::Usage(
+            "--root works on this machine; it cannot be combined with remote hosts".into(),
+        ));
+    }
+    if members.is_empty() {
+        return Err(Error::Usage("the inventory selects no hosts".into()));
+    }
+    let home = LocalHost::new(None)
+        .home()
+        .map_err(|e| Error::Usage(format!("cannot find your home directory: {e}")))?;
+    let local_user = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        })
+        .unwrap_or_else(|| "root".into());
+    let config = fixer::host::ssh_config::SshConfig::load_default(&home).map_err(Error::Usage)?;
+    Ok(Some(remote::Fleet {
+        members,
+        flag,
+        forks: usize::from(g.forks),
+        ssh: fixer::host::SshOptions {
+            accept_new_host_keys: g.accept_new_host_keys,
+            become_root: g.become_root,
+        },
+        config,
+        home,
+        local_user,
+        overrides: overrides(g)?,
+        format: g.format,
+        color: false,
+        detailed_exitcode: g.detailed_exitcode,
+        confirm_timeout: std::time::Duration::from_secs(g.confirm_timeout),
+    }))
+}
+
 fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
     let g = &cli.global;
+    if let Some(mut fleet) = fleet(g)? {
+        fleet.color = p.color();
+        let job = match &cli.command {
+            Command::Validate { playbook } => {
+                let pb = Playbook::load(playbook, &overrides(g)?)?;
+                p.validated(&pb);
+                return Ok(0);
+            }
+            Command::Plan { playbook, out } => {
+                if out.is_some() {
+                    return Err(Error::Usage(
+                        "plan --out is not supported for remote hosts yet: plan, then apply the playbook".into(),
+                    ));
+                }
+                remote::Job::Plan { playbook }
+            }
+            Command::Apply { target, dry_run } => {
+                if SavedPlan::read(target)?.is_some() {
+                    return Err(Error::Usage(
+                        "saved plans are not supported for remote hosts yet: apply the playbook"
+                            .into(),
+                    ));
+                }
+                remote::Job::Apply {
+                    playbook: target,
+                    dry_run: *dry_run,
+                }
+            }
+            Command::Rollback { run } => remote::Job::Rollback {
+                run: run.as_deref(),
+            },
+            Command::History => remote::Job::History,
+        };
+        // Bad input fails here, before any host is contacted.
+        if let remote::Job::Plan { playbook } | remote::Job::Apply { playbook, .. } = &job {
+            Playbook::load(playbook, &overrides(g)?)?;
+        }
+        return Ok(fleet.run(&job));
+    }
     match &cli.command {
         Command::Validate { playbook } => {
             let pb = Playbook::load(playbook, &overrides(g)?)?;
@@ -208,6 +339,7 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
             let result = apply::apply(&pb, &host, expect.as_deref(), &mut |ev| match ev {
                 Event::Resource(c) => p.change(c, true),
                 Event::Handler(c) => p.handler(c, true),
+                Event::Note(text) => p.note(text),
             });
             match result {
                 Ok(outcome) => {

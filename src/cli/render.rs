@@ -30,6 +30,18 @@ pub struct Printer {
     json_resources: Vec<Value>,
     json_handlers: Vec<Value>,
     header: Value,
+    /// For one host of many: text and JSON are kept, to be printed as one
+    /// block (or one JSON record) when the host is done.
+    buffer: Option<std::cell::RefCell<Buffered>>,
+    /// How commands the user is told to run name the target
+    /// (`--host web1`); `None` for the local machine.
+    target_flag: Option<String>,
+}
+
+#[derive(Default)]
+pub struct Buffered {
+    pub text: String,
+    pub json: Vec<Value>,
 }
 
 fn rollback_hint(id: &str, root: Option<&Path>) -> String {
@@ -48,7 +60,49 @@ impl Printer {
             json_resources: Vec::new(),
             json_handlers: Vec::new(),
             header: Value::Null,
+            buffer: None,
+            target_flag: None,
         }
+    }
+
+    /// A printer for one remote host: output is kept until [`Self::take`].
+    pub fn buffered(format: Format, color: bool, target_flag: String) -> Self {
+        Printer {
+            buffer: Some(Default::default()),
+            target_flag: Some(target_flag),
+            ..Printer::new(format, color)
+        }
+    }
+
+    pub fn take(&self) -> Buffered {
+        self.buffer
+            .as_ref()
+            .map(|b| std::mem::take(&mut *b.borrow_mut()))
+            .unwrap_or_default()
+    }
+
+    fn hint(&self, id: &str, root: Option<&Path>) -> String {
+        match &self.target_flag {
+            Some(flag) => format!("fixer rollback {id} {flag}"),
+            None => rollback_hint(id, root),
+        }
+    }
+
+    /// Diagnostics: stderr, or the host's block when buffered.
+    fn diag(&self, text: &str) {
+        let text = self.masker.mask(text);
+        match &self.buffer {
+            Some(b) if self.format == Format::Text => {
+                let mut b = b.borrow_mut();
+                b.text.push_str(&text);
+                b.text.push('\n');
+            }
+            _ => eprintln!("{text}"),
+        }
+    }
+
+    pub fn color(&self) -> bool {
+        self.color
     }
 
     fn paint(&self, style: &str, text: &str) -> String {
@@ -60,12 +114,25 @@ impl Printer {
     }
 
     fn out(&self, text: &str) {
+        if let Some(b) = &self.buffer {
+            let mut b = b.borrow_mut();
+            b.text.push_str(&self.masker.mask(text));
+            b.text.push('\n');
+            return;
+        }
         let mut so = std::io::stdout().lock();
         // A closed pipe (`fixer plan | head`) is not an error worth a panic.
         let _ = writeln!(so, "{}", self.masker.mask(text));
     }
 
     fn emit_json(&self, v: &Value) {
+        if let Some(b) = &self.buffer {
+            // Masked like everything printed.
+            let masked = serde_json::from_str(&self.masker.mask(&v.to_string()))
+                .unwrap_or_else(|_| v.clone());
+            b.borrow_mut().json.push(masked);
+            return;
+        }
         let text = serde_json::to_string_pretty(v).unwrap_or_default();
         self.out(&text);
     }
@@ -382,12 +449,12 @@ impl Printer {
 
     pub fn plan_footer(&mut self, o: &PlanOutcome, root: Option<&Path>) {
         for run in &o.interrupted {
-            eprintln!(
+            self.diag(&format!(
                 "warning: run {} ({}) on this target was interrupted before it finished; roll it back with `{}`",
                 run.id,
                 run.playbook,
-                rollback_hint(&run.id, root)
-            );
+                self.hint(&run.id, root)
+            ));
         }
         match self.format {
             Format::Json => {
@@ -443,7 +510,7 @@ impl Printer {
                     self.out(&format!(
                         "Run {} recorded; undo it with `{}`.",
                         o.run.id,
-                        rollback_hint(&o.run.id, root)
+                        self.hint(&o.run.id, root)
                     ));
                 }
             }
@@ -458,7 +525,7 @@ impl Printer {
             })),
             Format::Text => {
                 for n in &report.not_undoable {
-                    eprintln!("warning: {}", self.masker.mask(n));
+                    self.diag(&format!("warning: {n}"));
                 }
                 if report.complete() {
                     self.out(&format!(
@@ -467,15 +534,15 @@ impl Printer {
                     ));
                 } else {
                     for f in &report.failures {
-                        eprintln!("error: {}", self.masker.mask(f));
+                        self.diag(&format!("error: {f}"));
                     }
-                    eprintln!(
-                        "error: rollback of run {} is incomplete ({} undone, {} failed); fix the cause and run `fixer rollback {}` again",
+                    self.diag(&format!(
+                        "error: rollback of run {} is incomplete ({} undone, {} failed); fix the cause and run `{}` again",
                         r.id,
                         report.undone,
                         report.failures.len(),
-                        r.id
-                    );
+                        self.hint(&r.id, None)
+                    ));
                 }
             }
         }
@@ -520,7 +587,12 @@ impl Printer {
             for n in &rollback.not_undoable {
                 text.push_str(&format!("\nwarning: {n}"));
             }
-            if rollback.complete() {
+            if let (false, Some(t)) = (rollback.complete(), rollback.host_restores_in) {
+                text.push_str(&format!(
+                    "\nThe connection was lost: the host restores run {run} by itself within {} s of the apply's start (commit-confirmed).",
+                    t.as_secs()
+                ));
+            } else if rollback.complete() {
                 text.push_str(&format!(
                     "\nRolled back run {run}: {} changes undone; the target is as it was before this apply.",
                     rollback.undone
@@ -546,7 +618,7 @@ impl Printer {
                 }
                 self.emit_json(&v);
             }
-            Format::Text => eprintln!("{text}"),
+            Format::Text => self.diag(&text),
         }
     }
 }

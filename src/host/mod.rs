@@ -9,10 +9,14 @@
 pub mod conformance;
 mod local;
 mod overlay;
+pub mod shell;
+mod ssh;
+pub mod ssh_config;
 pub mod walk;
 
 pub use local::LocalHost;
 pub use overlay::Overlay;
+pub use ssh::{known_hosts_entry, ConnectError, SshHost, SshOptions};
 
 use std::path::{Path, PathBuf};
 
@@ -127,7 +131,7 @@ pub trait Scratch: Send {
 pub trait HostLock: Send {}
 
 /// A target machine. Implementations: [`LocalHost`] (optionally rooted at a
-/// directory), [`Overlay`] (a plan-time simulation on top of another host).
+/// directory), [`SshHost`], [`Overlay`] (a plan-time simulation on top of another host).
 ///
 /// Contract every implementation keeps:
 /// - `stat` does not follow symlinks and returns `Ok(None)` for a missing path;
@@ -143,6 +147,11 @@ pub trait Host: Send + Sync {
     fn home(&self) -> HostResult<PathBuf>;
     /// An environment variable of the user fixer acts as on the target.
     fn var(&self, name: &str) -> HostResult<Option<String>>;
+    /// A hint: these paths are about to be observed. A host where each
+    /// observation costs a network round trip fetches them all at once.
+    fn prefetch(&self, _paths: &[PathBuf]) -> HostResult<()> {
+        Ok(())
+    }
     fn stat(&self, path: &Path) -> HostResult<Option<Meta>>;
     fn read(&self, path: &Path) -> HostResult<Vec<u8>>;
     fn list(&self, dir: &Path) -> HostResult<Vec<String>>;

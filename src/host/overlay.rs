@@ -198,6 +198,10 @@ impl Host for Overlay<'_> {
         self.inner.var(name)
     }
 
+    fn prefetch(&self, paths: &[PathBuf]) -> HostResult<()> {
+        self.inner.prefetch(paths)
+    }
+
     fn stat(&self, path: &Path) -> HostResult<Option<Meta>> {
         let found = Self::lookup(&self.entries(), path);
         match found {

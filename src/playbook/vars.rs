@@ -28,6 +28,9 @@ pub struct Vars {
 /// Overrides given on the command line.
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
+    /// Inventory variables (lowest precedence first); names the playbook
+    /// does not declare are ignored, as an inventory serves many playbooks.
+    pub inventory: Vec<(String, Value)>,
     pub files: Vec<PathBuf>,
     pub values: Vec<(String, String)>,
 }
@@ -116,6 +119,11 @@ impl Vars {
     /// Apply `--vars FILE`s, then `--var`s. Only declared variables may be
     /// overridden: a typo would otherwise silently leave the default in place.
     pub fn apply_overrides(&mut self, o: &Overrides) -> Result<(), Error> {
+        for (k, v) in &o.inventory {
+            if let Some(var) = self.map.get_mut(k) {
+                var.value = v.clone();
+            }
+        }
         for file in &o.files {
             let src = Source::read(file)?;
             let table = DeTable::parse(&src.text).map_err(|e| src.toml_error(&e, None, ""))?;

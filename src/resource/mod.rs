@@ -63,6 +63,11 @@ pub trait Resource: Send + Sync + fmt::Debug {
     fn is_check(&self) -> bool {
         false
     }
+    /// Whether applying it may cut the connection to a remote host
+    /// (network configuration): such a run is confirmed over a new one.
+    fn may_cut_connection(&self) -> bool {
+        false
+    }
 }
 
 pub type Builder = fn(Spanned<DeValue<'_>>, &Build<'_>) -> Result<Box<dyn Resource>, Error>;

@@ -227,6 +227,10 @@ impl Resource for Netplan {
         self.path.as_str().to_string()
     }
 
+    fn may_cut_connection(&self) -> bool {
+        true
+    }
+
     fn plan(&self, host: &dyn Host, cx: &Context) -> Result<Delta, Error> {
         let path = self.path.resolve(cx);
         let before = read_regular_file(host, &path)?;

@@ -20,7 +20,7 @@ pub fn tool(name: &str) -> Command {
         .unwrap_or(false);
     assert!(
         found,
-        "`{name}` is not installed: run tests/run-all.sh, which installs golang-go and git"
+        "`{name}` is not installed: run tests/run-all.sh, which installs every tool the tests use"
     );
     Command::new(name)
 }

@@ -1,0 +1,373 @@
+//! Remote hosts: connect to each (at most `--forks` at once), run the
+//! command on it, print each host's output as one block (or one JSON
+//! record) as soon as it is done, then a summary table. A host that fails
+//! only fails itself.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use fixer::apply::{self, ApplyOptions, Event};
+use fixer::error::Error;
+use fixer::host::ssh_config::{Destination, SshConfig};
+use fixer::host::{SshHost, SshOptions};
+use fixer::inventory::{self, Member};
+use fixer::journal::Store;
+use fixer::plan;
+use fixer::playbook::{Overrides, Playbook};
+
+use super::render::Printer;
+use super::Format;
+
+/// What to do on each host.
+pub enum Job<'a> {
+    Plan { playbook: &'a Path },
+    Apply { playbook: &'a Path, dry_run: bool },
+    Rollback { run: Option<&'a str> },
+    History,
+}
+
+/// How a command names one member: `--host SPEC` or `-i FILE --limit NAME`.
+pub type MemberFlag = Box<dyn Fn(&Member) -> String + Sync>;
+
+pub struct Fleet {
+    pub members: Vec<Member>,
+    pub flag: MemberFlag,
+    pub forks: usize,
+    pub ssh: SshOptions,
+    pub config: SshConfig,
+    pub home: PathBuf,
+    pub local_user: String,
+    pub overrides: Overrides,
+    pub format: Format,
+    pub color: bool,
+    pub detailed_exitcode: bool,
+    pub confirm_timeout: Duration,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Ok,
+    Changed,
+    Failed,
+    Unreachable,
+}
+
+impl Status {
+    fn label(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Changed => "changed",
+            Status::Failed => "failed",
+            Status::Unreachable => "unreachable",
+        }
+    }
+}
+
+struct Report {
+    status: Status,
+    changed: Option<usize>,
+    unchanged: Option<usize>,
+    failed: usize,
+    /// For a failed apply: whether its rollback completed.
+    rolled_back: Option<bool>,
+    run: Option<String>,
+    error: Option<String>,
+}
+
+impl Report {
+    fn failure(status: Status, error: String) -> Self {
+        Report {
+            status,
+            changed: None,
+            unchanged: None,
+            failed: 1,
+            rolled_back: None,
+            run: None,
+            error: Some(error),
+        }
+    }
+}
+
+impl Fleet {
+    fn connect(&self, m: &Member) -> Result<SshHost, Error> {
+        let dest =
+            Destination::parse(&m.address).map_err(|e| Error::Usage(format!("{}: {e}", m.name)))?;
+        let target = self
+            .config
+            .resolve(&dest, &self.home, &self.local_user)
+            .map_err(|e| Error::Usage(format!("{}: {e}", m.name)))?;
+        SshHost::connect(&m.name, &target, &self.ssh).map_err(|e| Error::Connect {
+            host: m.name.clone(),
+            source: Box::new(e),
+        })
+    }
+
+    fn overrides_for(&self, m: &Member) -> Overrides {
+        Overrides {
+            inventory: m.vars.clone(),
+            ..self.overrides.clone()
+        }
+    }
+
+    fn one(&self, job: &Job<'_>, m: &Member, p: &mut Printer, tick: &dyn Fn(&str)) -> Report {
+        tick("connecting");
+        let host = match self.connect(m) {
+            Ok(h) => h,
+            Err(e) => {
+                p.error(&e);
+                let status = match &e {
+                    Error::Connect { .. } => Status::Unreachable,
+                    _ => Status::Failed,
+                };
+                return Report::failure(status, e.to_string());
+            }
+        };
+        match self.job_on(job, m, &host, p, tick) {
+            Ok(r) => r,
+            Err(e) => {
+                p.error(&e);
+                let rolled_back = match &e {
+                    Error::ApplyFailed { rollback, .. } => Some(rollback.complete()),
+                    _ => None,
+                };
+                let run = match &e {
+                    Error::ApplyFailed { run, .. } => Some(run.clone()),
+                    _ => None,
+                };
+                Report {
+                    rolled_back,
+                    run,
+                    ..Report::failure(Status::Failed, e.to_string())
+                }
+            }
+        }
+    }
+
+    fn job_on(
+        &self,
+        job: &Job<'_>,
+        m: &Member,
+        host: &SshHost,
+        p: &mut Printer,
+        tick: &dyn Fn(&str),
+    ) -> Result<Report, Error> {
+        let ok = |changed: usize, unchanged: usize, run: Option<String>| Report {
+            status: if changed > 0 {
+                Status::Changed
+            } else {
+                Status::Ok
+            },
+            changed: Some(changed),
+            unchanged: Some(unchanged),
+            failed: 0,
+            rolled_back: None,
+            run,
+            error: None,
+        };
+        match job {
+            Job::Plan { playbook }
+            | Job::Apply {
+                playbook,
+                dry_run: true,
+            } => {
+                let pb = Playbook::load(playbook, &self.overrides_for(m))?;
+                p.plan_header(&pb, &m.name);
+                let total = pb.resources.len();
+                let mut n = 0;
+                let outcome = plan::plan(&pb, host, &mut |c| {
+                    n += 1;
+                    tick(&format!("planned {n}/{total}"));
+                    p.change(c, false);
+                })?;
+                p.plan_footer(&outcome, None);
+                let s = outcome.summary;
+                Ok(ok(s.add + s.change + s.remove, s.unchanged, None))
+            }
+            Job::Apply { playbook, .. } => {
+                let pb = Playbook::load(playbook, &self.overrides_for(m))?;
+                p.apply_header(&pb, &m.name);
+                let total = pb.resources.len();
+                let mut n = 0;
+                let opts = ApplyOptions {
+                    confirm_timeout: Some(self.confirm_timeout),
+                    reconnect: Some(&|| {
+                        self.connect(m)
+                            .map(|h| Box::new(h) as Box<dyn fixer::host::Host>)
+                    }),
+                };
+                let outcome = apply::apply_with(&pb, host, None, &opts, &mut |ev| match ev {
+                    Event::Resource(c) => {
+                        n += 1;
+                        tick(&format!("applied {n}/{total}"));
+                        p.change(c, true);
+                    }
+                    Event::Handler(c) => p.handler(c, true),
+                    Event::Note(text) => p.note(text),
+                })?;
+                p.applied(&outcome, None);
+                let s = outcome.summary;
+                Ok(ok(
+                    s.add + s.change + s.remove,
+                    s.unchanged,
+                    (outcome.run.changes > 0).then(|| outcome.run.id.clone()),
+                ))
+            }
+            Job::Rollback { run } => {
+                tick("rolling back");
+                let (record, report) = apply::rollback(host, *run)?;
+                p.rolled_back(&record, &report);
+                Ok(Report {
+                    status: if report.complete() {
+                        Status::Changed
+                    } else {
+                        Status::Failed
+                    },
+                    changed: Some(report.undone),
+                    unchanged: None,
+                    failed: report.failures.len(),
+                    rolled_back: Some(report.complete()),
+                    run: Some(record.id),
+                    error: None,
+                })
+            }
+            Job::History => {
+                let store = Store::new(host);
+                let busy = store.busy()?;
+                p.history(&store.runs()?, busy);
+                Ok(ok(0, 0, None))
+            }
+        }
+    }
+
+    /// Run `job` on every member; the exit code.
+    pub fn run(&self, job: &Job<'_>) -> u8 {
+        let progress = (self.format == Format::Text && std::io::stderr().is_terminal())
+            .then(indicatif::MultiProgress::new);
+        let printed = Mutex::new(());
+        let emit = |text: &str| {
+            let _one_at_a_time = printed.lock().unwrap_or_else(|e| e.into_inner());
+            let print = || {
+                let mut so = std::io::stdout().lock();
+                let _ = so.write_all(text.as_bytes());
+                let _ = so.flush();
+            };
+            match &progress {
+                Some(mp) => mp.suspend(print),
+                None => print(),
+            }
+        };
+        let reports = inventory::for_each(&self.members, self.forks, |_, m| {
+            let bar = progress.as_ref().map(|mp| {
+                let b = mp.add(indicatif::ProgressBar::new_spinner());
+                b.set_prefix(m.name.clone());
+                b.set_style(
+                    indicatif::ProgressStyle::with_template("{spinner} {prefix:.bold} {msg}")
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                );
+                b.enable_steady_tick(Duration::from_millis(120));
+                b
+            });
+            let tick = |msg: &str| {
+                if let Some(b) = &bar {
+                    b.set_message(msg.to_string());
+                }
+            };
+            let mut p = Printer::buffered(self.format, self.color, (self.flag)(m));
+            let report = self.one(job, m, &mut p, &tick);
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            let out = p.take();
+            match self.format {
+                Format::Text => {
+                    let rule = format!("== {} ({}) ", m.name, report.status.label());
+                    emit(&format!("{rule:=<72}\n{}\n", out.text));
+                }
+                Format::Json => {
+                    let record = json!({
+                        "host": m.name,
+                        "status": report.status.label(),
+                        "changed": report.changed,
+                        "unchanged": report.unchanged,
+                        "failed": report.failed,
+                        "rolled_back": report.rolled_back,
+                        "run": report.run,
+                        "error": report.error,
+                        "result": out.json.into_iter().next().unwrap_or(Value::Null),
+                    });
+                    emit(&format!("{record}\n"));
+                }
+            }
+            report
+        });
+        let reports: Vec<(&Member, Report)> = self
+            .members
+            .iter()
+            .zip(reports)
+            .map(|(m, r)| {
+                (
+                    m,
+                    r.unwrap_or_else(|| {
+                        Report::failure(Status::Failed, "internal error (panic)".into())
+                    }),
+                )
+            })
+            .collect();
+        if self.format == Format::Text {
+            emit(&summary_table(&reports));
+        }
+        let any_failed = reports.iter().any(|(_, r)| r.failed > 0);
+        let any_changes = reports
+            .iter()
+            .any(|(_, r)| r.changed.is_some_and(|c| c > 0));
+        let planning = matches!(job, Job::Plan { .. } | Job::Apply { dry_run: true, .. });
+        if any_failed {
+            1
+        } else if planning && self.detailed_exitcode && any_changes {
+            2
+        } else {
+            0
+        }
+    }
+}
+
+fn summary_table(reports: &[(&Member, Report)]) -> String {
+    let width = reports
+        .iter()
+        .map(|(m, _)| m.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let num = |v: Option<usize>| v.map_or("-".to_string(), |n| n.to_string());
+    let mut t = format!(
+        "{:<width$}  {:<11}  {:>7}  {:>9}  {:>6}  ROLLED BACK\n",
+        "HOST", "STATUS", "CHANGED", "UNCHANGED", "FAILED"
+    );
+    for (m, r) in reports {
+        let rolled = match r.rolled_back {
+            Some(true) => "yes",
+            Some(false) => "INCOMPLETE",
+            None => "-",
+        };
+        t.push_str(&format!(
+            "{:<width$}  {:<11}  {:>7}  {:>9}  {:>6}  {rolled}\n",
+            m.name,
+            r.status.label(),
+            num(r.changed),
+            num(r.unchanged),
+            r.failed
+        ));
+    }
+    let failed = reports.iter().filter(|(_, r)| r.failed > 0).count();
+    t.push_str(&format!(
+        "{} hosts: {} ok, {} failed.\n",
+        reports.len(),
+        reports.len() - failed,
+        failed
+    ));
+    t
+}

@@ -1,0 +1,1326 @@
+//! A remote machine over SSH (ssh2/libssh2).
+//!
+//! Every operation is an exec request running a fixed POSIX sh script (see
+//! [`super::shell`]) that receives its values as quoted positional
+//! parameters. Exec rather than SFTP because `--become` needs every file
+//! operation to go through `sudo -n` (an SFTP subsystem runs as the login
+//! user), because SFTP v3 (OpenSSH) cannot rename over an existing file,
+//! which an atomic write needs, and because one exec can observe many
+//! paths at once.
+//!
+//! Round trips are the cost that matters on a remote host, so observations
+//! are cached: [`Host::prefetch`] fetches the metadata and content of every
+//! path a playbook declares in one exec, a directory listing brings the
+//! metadata of its entries, and a miss fetches the missed path together with
+//! every declared path not in the cache. Any change through this host
+//! invalidates what it touched; running a command invalidates everything.
+//!
+//! Requirements on the target: a POSIX `sh`, GNU coreutils and findutils
+//! (`stat -c`, `sync FILE`, `mv -T`, `find -printf`, `base64`), `flock` and
+//! `timeout`; `sudo` for `--become`. Any Debian, Ubuntu, RHEL or SUSE has
+//! them.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{self, Read as _, Write as _};
+use std::net::{TcpStream, ToSocketAddrs as _};
+use std::os::fd::AsFd as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use ssh2::{CheckResult, HostKeyType, KnownHostFileKind, Session};
+
+use super::shell::{command_line, quote, script_line};
+use super::ssh_config::{HostKeyPolicy, Target};
+use super::{Attrs, Cmd, FileKind, Host, HostError, HostLock, HostResult, Meta, Output, Scratch};
+
+/// How a connection is made and used, beyond what [`Target`] says.
+#[derive(Clone, Debug, Default)]
+pub struct SshOptions {
+    /// Record unknown host keys instead of refusing them.
+    pub accept_new_host_keys: bool,
+    /// Act as root through `sudo -n` (never prompts).
+    pub become_root: bool,
+}
+
+/// Why a connection could not be made; rendered as OpenSSH users expect.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot reach {addr}: {source}")]
+    Unreachable {
+        addr: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("SSH handshake with {addr} failed: {message}")]
+    Handshake { addr: String, message: String },
+    #[error(
+        "WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! The {kind} host key for {entry} is \
+         now {fingerprint}, which is not the key recorded in {files}. Someone could be \
+         eavesdropping on you right now (man-in-the-middle attack), or the host key has just \
+         been changed. Host key verification failed. If the change is expected, remove the old \
+         key with `ssh-keygen -R '{entry}'`."
+    )]
+    HostKeyChanged {
+        kind: String,
+        entry: String,
+        fingerprint: String,
+        files: String,
+    },
+    #[error(
+        "No {kind} host key is known for {entry} (fingerprint {fingerprint}) in {files}. Host \
+         key verification failed. Check the fingerprint, then add the key (ssh-keyscan) or run \
+         again with --accept-new-host-keys."
+    )]
+    HostKeyUnknown {
+        kind: String,
+        entry: String,
+        fingerprint: String,
+        files: String,
+    },
+    #[error("cannot record the host key of {entry} in {}: {source}", path.display())]
+    RecordHostKey {
+        entry: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{user}@{addr}: Permission denied (publickey); tried {tried}")]
+    AuthFailed {
+        user: String,
+        addr: String,
+        tried: String,
+    },
+    #[error("{addr}: {message}")]
+    Setup { addr: String, message: String },
+}
+
+impl ConnectError {
+    pub fn io_kind(&self) -> io::ErrorKind {
+        match self {
+            ConnectError::Unreachable { source, .. } => source.kind(),
+            ConnectError::AuthFailed { .. }
+            | ConnectError::HostKeyChanged { .. }
+            | ConnectError::HostKeyUnknown { .. } => io::ErrorKind::PermissionDenied,
+            _ => io::ErrorKind::Other,
+        }
+    }
+}
+
+/// The SSH session and what all its users share.
+struct Conn {
+    session: Session,
+    /// A second handle on the session's socket, to wait for it to be
+    /// readable while libssh2 is non-blocking.
+    socket: TcpStream,
+    become_root: bool,
+    /// Exec requests made: each costs a few pipelined round trips.
+    execs: AtomicUsize,
+    /// ssh2 sessions are not safe to drive from two threads at once.
+    busy: Mutex<()>,
+}
+
+struct Exit {
+    code: Option<i32>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+impl Exit {
+    fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// The script's failure as an io::Error, its kind read from the message
+    /// the tools print in the C locale.
+    fn error(&self) -> io::Error {
+        let text = String::from_utf8_lossy(&self.stderr).trim().to_string();
+        let text = if text.is_empty() {
+            format!("exit status {:?}", self.code)
+        } else {
+            text
+        };
+        io::Error::new(error_kind(&text), text)
+    }
+}
+
+fn error_kind(text: &str) -> io::ErrorKind {
+    let table = [
+        ("No such file or directory", io::ErrorKind::NotFound),
+        ("Permission denied", io::ErrorKind::PermissionDenied),
+        ("Operation not permitted", io::ErrorKind::PermissionDenied),
+        ("Directory not empty", io::ErrorKind::DirectoryNotEmpty),
+        ("File exists", io::ErrorKind::AlreadyExists),
+        ("Not a directory", io::ErrorKind::NotADirectory),
+        ("Is a directory", io::ErrorKind::IsADirectory),
+        ("Read-only file system", io::ErrorKind::ReadOnlyFilesystem),
+        ("No space left on device", io::ErrorKind::StorageFull),
+        ("a password is required", io::ErrorKind::PermissionDenied),
+    ];
+    table
+        .iter()
+        .find(|(needle, _)| text.contains(needle))
+        .map_or(io::ErrorKind::Other, |(_, k)| *k)
+}
+
+fn ssh_err(e: ssh2::Error) -> io::Error {
+    io::Error::from(e)
+}
+
+impl Conn {
+    fn wrap(&self, line: &str) -> String {
+        // LC_ALL=C: error messages are parsed for their kind.
+        let line = format!("LC_ALL=C; export LC_ALL; {line}");
+        if self.become_root {
+            format!("sudo -n -H -- sh -c {}", quote(&line))
+        } else {
+            line
+        }
+    }
+
+    /// Run a command line, feeding `stdin`, collecting both outputs until
+    /// the command exits. `limit` bounds the wait (a dead connection is
+    /// also detected by TCP keepalive).
+    fn exec(&self, line: &str, stdin: &[u8], limit: Option<Duration>) -> io::Result<Exit> {
+        let _busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        self.execs.fetch_add(1, Ordering::Relaxed);
+        let mut ch = self.session.channel_session().map_err(ssh_err)?;
+        ch.exec(&self.wrap(line)).map_err(ssh_err)?;
+        if !stdin.is_empty() {
+            ch.write_all(stdin)?;
+        }
+        ch.send_eof().map_err(ssh_err)?;
+        // Both streams are drained together: a command that fills its
+        // stderr window while we wait on stdout would otherwise hang.
+        self.session.set_blocking(false);
+        let drained = (|| -> io::Result<(Vec<u8>, Vec<u8>)> {
+            let started = Instant::now();
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let (mut out_done, mut err_done) = (false, false);
+            let mut buf = vec![0u8; 64 * 1024];
+            while !(out_done && err_done) {
+                let mut progressed = false;
+                for (done, sink, stream) in
+                    [(&mut out_done, &mut out, 0), (&mut err_done, &mut err, 1)]
+                {
+                    if *done {
+                        continue;
+                    }
+                    let r = if stream == 0 {
+                        ch.read(&mut buf)
+                    } else {
+                        ch.stderr().read(&mut buf)
+                    };
+                    match r {
+                        Ok(0) if ch.eof() => *done = true,
+                        Ok(0) => {}
+                        Ok(n) => {
+                            sink.extend_from_slice(&buf[..n]);
+                            progressed = true;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                if !(progressed || out_done && err_done) {
+                    if limit.is_some_and(|l| started.elapsed() > l) {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "no answer from the host in time",
+                        ));
+                    }
+                    self.wait_socket()?;
+                }
+            }
+            Ok((out, err))
+        })();
+        self.session.set_blocking(true);
+        let (stdout, stderr) = drained?;
+        ch.wait_close().map_err(ssh_err)?;
+        let code = match ch.exit_signal().map_err(ssh_err)?.exit_signal {
+            Some(_) => None,
+            None => Some(ch.exit_status().map_err(ssh_err)?),
+        };
+        Ok(Exit {
+            code,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// Block until the socket is readable (or writable, if libssh2 wants
+    /// to write), for at most a second.
+    fn wait_socket(&self) -> io::Result<()> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let dirs = self.session.block_directions();
+        let mut flags = PollFlags::POLLIN;
+        if matches!(
+            dirs,
+            ssh2::BlockDirections::Outbound | ssh2::BlockDirections::Both
+        ) {
+            flags |= PollFlags::POLLOUT;
+        }
+        let mut fds = [PollFd::new(self.socket.as_fd(), flags)];
+        match poll(&mut fds, PollTimeout::from(1000u16)) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Run a fixed script with arguments; fail with the script's message.
+    fn script(&self, script: &str, args: &[&str], stdin: &[u8]) -> io::Result<Exit> {
+        let exit = self.exec(&script_line(script, args), stdin, None)?;
+        if exit.ok() {
+            Ok(exit)
+        } else {
+            Err(exit.error())
+        }
+    }
+}
+
+/// What one observation found at a path.
+#[derive(Clone, Debug)]
+enum Observed {
+    Missing,
+    /// Exists (or may) but cannot be looked at: the message says why.
+    Unreadable(String),
+    Present {
+        meta: Meta,
+        /// A regular file's bytes, when fetched.
+        content: Option<Vec<u8>>,
+        /// A directory's entries, when fetched.
+        names: Option<Vec<String>>,
+    },
+}
+
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<PathBuf, Observed>,
+    /// Paths the playbook declared (prefetch): refetched with any miss.
+    declared: BTreeSet<PathBuf>,
+}
+
+impl Cache {
+    /// Forget `path`, everything below it, and its parent's listing.
+    fn forget(&mut self, path: &Path) {
+        self.entries.retain(|p, _| !p.starts_with(path));
+        if let Some(parent) = path.parent() {
+            self.entries.remove(parent);
+        }
+    }
+}
+
+/// Files up to this size come back with their metadata when observed.
+const INLINE_LIMIT: u64 = 1 << 20;
+
+/// Observe paths: metadata, the content of small regular files, and the
+/// entries (with their metadata) of directories. One line per finding;
+/// binary data in base64.
+const OBSERVE: &str = r#"limit=$1; shift; i=0
+for p in "$@"; do
+  if s=$(stat -c '%f %u %g %s' -- "$p" 2>&1); then
+    echo "$i S $s"
+    case $s in
+      8*) if [ "${s##* }" -le "$limit" ]; then
+            if [ -r "$p" ]; then printf '%s C ' "$i"; base64 -w0 < "$p"; echo; else echo "$i R Permission denied"; fi
+          fi ;;
+      4*) if [ -r "$p" ] && [ -x "$p" ]; then
+            printf '%s L ' "$i"; find "$p" -mindepth 1 -maxdepth 1 -printf '%f\0%y %m %U %G %s\0' | base64 -w0; echo
+          else echo "$i R Permission denied"; fi ;;
+    esac
+  else
+    case $s in
+      *"No such file"*|*"Not a directory"*) echo "$i -" ;;
+      *) echo "$i E $(printf '%s' "$s" | tr '\n' ' ')" ;;
+    esac
+  fi
+  i=$((i+1))
+done"#;
+
+const WRITE: &str = r#"set -e
+p=$1 mode=$2 uid=$3 gid=$4
+d=$(dirname -- "$p") b=$(basename -- "$p")
+t=$(mktemp "$d/.$b.fixer-XXXXXX")
+trap 'rm -f -- "$t"' EXIT
+cat > "$t"
+if [ -e "$p" ]; then
+  [ "$mode" != - ] || mode=$(stat -L -c %a -- "$p")
+  [ "$uid" != - ] || uid=$(stat -L -c %u -- "$p")
+  [ "$gid" != - ] || gid=$(stat -L -c %g -- "$p")
+elif [ "$mode" = - ]; then mode=644; fi
+if [ "$uid" != - ] || [ "$gid" != - ]; then
+  own=$(stat -c %u:%g -- "$t")
+  [ "$uid" != - ] || uid=${own%:*}
+  [ "$gid" != - ] || gid=${own#*:}
+  [ "$uid:$gid" = "$own" ] || chown -- "$uid:$gid" "$t"
+fi
+chmod -- "$mode" "$t"
+sync -- "$t"
+mv -f -T -- "$t" "$p"
+sync -- "$d""#;
+
+const LOCK: &str = r#"umask 077; exec flock -n -E 75 -- "$1" sh -c 'echo locked; exec cat'"#;
+
+fn kind_of(raw_mode_hex: &str) -> Option<(FileKind, u32)> {
+    let raw = u32::from_str_radix(raw_mode_hex, 16).ok()?;
+    let kind = match raw & 0o170000 {
+        0o100000 => FileKind::File,
+        0o040000 => FileKind::Dir,
+        0o120000 => FileKind::Symlink,
+        _ => FileKind::Other,
+    };
+    Some((kind, raw & 0o7777))
+}
+
+fn parse_entries(bytes: &[u8]) -> Option<Vec<(String, Meta)>> {
+    let fields: Vec<&[u8]> = bytes.split(|b| *b == 0).collect();
+    let mut out = Vec::new();
+    // Trailing NUL leaves one empty field.
+    for pair in fields.chunks(2).filter(|c| c.len() == 2) {
+        let name = String::from_utf8_lossy(pair[0]).into_owned();
+        let attrs = String::from_utf8_lossy(pair[1]);
+        let f: Vec<&str> = attrs.split(' ').collect();
+        if f.len() != 5 {
+            return None;
+        }
+        let kind = match f[0] {
+            "f" => FileKind::File,
+            "d" => FileKind::Dir,
+            "l" => FileKind::Symlink,
+            _ => FileKind::Other,
+        };
+        out.push((
+            name,
+            Meta {
+                kind,
+                mode: u32::from_str_radix(f[1], 8).ok()?,
+                uid: f[2].parse().ok()?,
+                gid: f[3].parse().ok()?,
+                size: f[4].parse().ok()?,
+            },
+        ));
+    }
+    Some(out)
+}
+
+/// A host reached over SSH.
+pub struct SshHost {
+    name: String,
+    conn: Arc<Conn>,
+    home: PathBuf,
+    env: HashMap<String, String>,
+    cache: Mutex<Cache>,
+    accounts: Mutex<HashMap<(bool, String), Option<u32>>>,
+}
+
+fn key_type_name(t: HostKeyType) -> &'static str {
+    match t {
+        HostKeyType::Rsa => "ssh-rsa",
+        HostKeyType::Dss => "ssh-dss",
+        HostKeyType::Ecdsa256 => "ecdsa-sha2-nistp256",
+        HostKeyType::Ecdsa384 => "ecdsa-sha2-nistp384",
+        HostKeyType::Ecdsa521 => "ecdsa-sha2-nistp521",
+        HostKeyType::Ed25519 => "ssh-ed25519",
+        HostKeyType::Unknown => "unknown",
+    }
+}
+
+fn key_kind_label(t: HostKeyType) -> &'static str {
+    match t {
+        HostKeyType::Rsa => "RSA",
+        HostKeyType::Dss => "DSA",
+        HostKeyType::Ecdsa256 | HostKeyType::Ecdsa384 | HostKeyType::Ecdsa521 => "ECDSA",
+        HostKeyType::Ed25519 => "ED25519",
+        HostKeyType::Unknown => "unknown",
+    }
+}
+
+fn fingerprint(key: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(key);
+    format!(
+        "SHA256:{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
+    )
+}
+
+/// How known_hosts names a host: `name`, or `[name]:port` off port 22.
+pub fn known_hosts_entry(hostname: &str, port: u16) -> String {
+    if port == 22 {
+        hostname.to_string()
+    } else {
+        format!("[{hostname}]:{port}")
+    }
+}
+
+fn check_host_key(
+    session: &Session,
+    target: &Target,
+    opts: &SshOptions,
+    addr: &str,
+) -> Result<(), ConnectError> {
+    let policy = if opts.accept_new_host_keys && target.policy == HostKeyPolicy::Strict {
+        HostKeyPolicy::AcceptNew
+    } else {
+        target.policy
+    };
+    if policy == HostKeyPolicy::Off {
+        return Ok(());
+    }
+    let (key, key_type) = session.host_key().ok_or_else(|| ConnectError::Handshake {
+        addr: addr.to_string(),
+        message: "the server sent no host key".into(),
+    })?;
+    let setup = |message: String| ConnectError::Setup {
+        addr: addr.to_string(),
+        message,
+    };
+    let mut kh = session
+        .known_hosts()
+        .map_err(|e| setup(format!("known_hosts: {e}")))?;
+    let present: Vec<&PathBuf> = target.known_hosts.iter().filter(|p| p.is_file()).collect();
+    for file in &present {
+        kh.read_file(file, KnownHostFileKind::OpenSSH)
+            .map_err(|e| setup(format!("cannot read {}: {e}", file.display())))?;
+    }
+    let entry = known_hosts_entry(&target.hostname, target.port);
+    let files = if present.is_empty() {
+        target
+            .known_hosts
+            .first()
+            .map_or_else(|| "known_hosts".to_string(), |p| p.display().to_string())
+    } else {
+        present
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match kh.check_port(&target.hostname, target.port, key) {
+        CheckResult::Match => Ok(()),
+        CheckResult::Mismatch => Err(ConnectError::HostKeyChanged {
+            kind: key_kind_label(key_type).into(),
+            entry,
+            fingerprint: fingerprint(key),
+            files,
+        }),
+        CheckResult::NotFound if policy == HostKeyPolicy::AcceptNew => {
+            let path = target
+                .known_hosts
+                .first()
+                .cloned()
+                .ok_or_else(|| setup("no known_hosts file to record the key in".into()))?;
+            let line = format!(
+                "{entry} {} {}\n",
+                key_type_name(key_type),
+                base64::engine::general_purpose::STANDARD.encode(key)
+            );
+            let record = || -> io::Result<()> {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)?;
+                f.write_all(line.as_bytes())?;
+                f.sync_data()
+            };
+            record().map_err(|source| ConnectError::RecordHostKey {
+                entry,
+                path,
+                source,
+            })
+        }
+        CheckResult::NotFound => Err(ConnectError::HostKeyUnknown {
+            kind: key_kind_label(key_type).into(),
+            entry,
+            fingerprint: fingerprint(key),
+            files,
+        }),
+        CheckResult::Failure => Err(setup("checking the host key failed".into())),
+    }
+}
+
+fn authenticate(session: &Session, target: &Target, addr: &str) -> Result<(), ConnectError> {
+    let mut tried = Vec::new();
+    if std::env::var_os("SSH_AUTH_SOCK").is_some() {
+        tried.push("ssh-agent".to_string());
+        if let Ok(mut agent) = session.agent() {
+            if agent.connect().is_ok() && agent.list_identities().is_ok() {
+                for id in agent.identities().unwrap_or_default() {
+                    if agent.userauth(&target.user, &id).is_ok() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+    for key in target.identity_files.iter().filter(|k| k.is_file()) {
+        tried.push(key.display().to_string());
+        let public = key.with_extension(match key.extension() {
+            Some(e) => format!("{}.pub", e.to_string_lossy()),
+            None => "pub".to_string(),
+        });
+        let public = public.is_file().then_some(public);
+        if session
+            .userauth_pubkey_file(&target.user, public.as_deref(), key, None)
+            .is_ok()
+            && session.authenticated()
+        {
+            return Ok(());
+        }
+    }
+    if tried.is_empty() {
+        tried.push("no key: no ssh-agent and no identity file found".into());
+    }
+    Err(ConnectError::AuthFailed {
+        user: target.user.clone(),
+        addr: addr.to_string(),
+        tried: tried.join(", "),
+    })
+}
+
+fn keepalive(stream: &TcpStream) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    // A host that vanishes (a netplan change cut it off) must turn into an
+    // error within about half a minute, not the kernel's fifteen.
+    let _ = setsockopt(stream, sockopt::KeepAlive, &true);
+    let _ = setsockopt(stream, sockopt::TcpKeepIdle, &10);
+    let _ = setsockopt(stream, sockopt::TcpKeepInterval, &5);
+    let _ = setsockopt(stream, sockopt::TcpKeepCount, &3);
+    let _ = setsockopt(stream, sockopt::TcpUserTimeout, &30_000);
+}
+
+impl SshHost {
+    /// Connect, verify the host key, authenticate, and read the login
+    /// environment. `name` is how the host is called in messages.
+    pub fn connect(name: &str, target: &Target, opts: &SshOptions) -> Result<Self, ConnectError> {
+        let addr = known_hosts_entry(&target.hostname, target.port);
+        let unreachable = |source| ConnectError::Unreachable {
+            addr: addr.clone(),
+            source,
+        };
+        let sockaddrs: Vec<_> = (target.hostname.as_str(), target.port)
+            .to_socket_addrs()
+            .map_err(unreachable)?
+            .collect();
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+        let mut stream = None;
+        for sa in sockaddrs {
+            match TcpStream::connect_timeout(&sa, target.connect_timeout) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = e,
+            }
+        }
+        let stream = stream.ok_or_else(|| unreachable(last))?;
+        keepalive(&stream);
+        let socket = stream.try_clone().map_err(unreachable)?;
+        let mut session = Session::new().map_err(|e| ConnectError::Handshake {
+            addr: addr.clone(),
+            message: e.to_string(),
+        })?;
+        session.set_tcp_stream(stream);
+        // Bounds the handshake and authentication; commands are bounded
+        // by their own timeouts and by keepalive.
+        session.set_timeout(
+            target
+                .connect_timeout
+                .as_millis()
+                .try_into()
+                .unwrap_or(u32::MAX),
+        );
+        session.handshake().map_err(|e| ConnectError::Handshake {
+            addr: addr.clone(),
+            message: e.message().to_string(),
+        })?;
+        check_host_key(&session, target, opts, &addr)?;
+        authenticate(&session, target, &addr)?;
+        session.set_timeout(0);
+        let conn = Arc::new(Conn {
+            session,
+            socket,
+            become_root: opts.become_root,
+            execs: AtomicUsize::new(0),
+            busy: Mutex::new(()),
+        });
+        let setup = |message: String| ConnectError::Setup {
+            addr: addr.clone(),
+            message,
+        };
+        let env_out = conn
+            .exec("env -0", &[], Some(target.connect_timeout * 3))
+            .map_err(|e| setup(format!("cannot run commands: {e}")))?;
+        if !env_out.ok() {
+            let why = String::from_utf8_lossy(&env_out.stderr).trim().to_string();
+            return Err(setup(if opts.become_root {
+                format!(
+                    "--become: `sudo -n` failed ({why}); the login user needs passwordless sudo"
+                )
+            } else {
+                format!("cannot run commands: {why}")
+            }));
+        }
+        let env: HashMap<String, String> = env_out
+            .stdout
+            .split(|b| *b == 0)
+            .filter_map(|kv| {
+                let kv = String::from_utf8_lossy(kv);
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect();
+        let home = env
+            .get("HOME")
+            .map(PathBuf::from)
+            .filter(|h| h.is_absolute())
+            .ok_or_else(|| setup("the remote login environment has no HOME".into()))?;
+        Ok(SshHost {
+            name: name.to_string(),
+            conn,
+            home,
+            env,
+            cache: Mutex::new(Cache::default()),
+            accounts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Exec requests made so far (a measure of round trips).
+    pub fn exec_count(&self) -> usize {
+        self.conn.execs.load(Ordering::Relaxed)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn forget(&self, path: &Path) {
+        self.cache().forget(path);
+    }
+
+    /// Observe `path` together with every declared path not in the cache.
+    fn observe(&self, path: &Path) -> HostResult<Observed> {
+        let mut batch: Vec<PathBuf> = {
+            let c = self.cache();
+            c.declared
+                .iter()
+                .filter(|p| !c.entries.contains_key(*p) && p.as_path() != path)
+                .cloned()
+                .collect()
+        };
+        batch.insert(0, path.to_path_buf());
+        self.observe_batch(&batch)?;
+        Ok(self
+            .cache()
+            .entries
+            .get(path)
+            .cloned()
+            .unwrap_or(Observed::Missing))
+    }
+
+    fn observe_batch(&self, paths: &[PathBuf]) -> HostResult<()> {
+        if paths.is_empty() {
+            return Ok(());
+        }
+        let limit = INLINE_LIMIT.to_string();
+        let strs: Vec<String> = paths
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        let mut args: Vec<&str> = vec![&limit];
+        args.extend(strs.iter().map(String::as_str));
+        let err = |e| HostError::new("observe", &paths[0], e);
+        let exit = self.conn.script(OBSERVE, &args, &[]).map_err(err)?;
+        let bad = || {
+            err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "unexpected answer from the observe script",
+            ))
+        };
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut found: HashMap<usize, Observed> = HashMap::new();
+        let mut children: Vec<(PathBuf, Observed)> = Vec::new();
+        for line in exit.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let line = String::from_utf8_lossy(line);
+            let mut parts = line.splitn(3, ' ');
+            let idx: usize = parts.next().and_then(|i| i.parse().ok()).ok_or_else(bad)?;
+            let tag = parts.next().ok_or_else(bad)?;
+            let rest = parts.next().unwrap_or("");
+            let path = paths.get(idx).ok_or_else(bad)?;
+            match tag {
+                "-" => {
+                    found.insert(idx, Observed::Missing);
+                }
+                "E" => {
+                    found.insert(idx, Observed::Unreadable(rest.to_string()));
+                }
+                "S" => {
+                    let f: Vec<&str> = rest.split(' ').collect();
+                    let (kind, mode) = f.first().and_then(|m| kind_of(m)).ok_or_else(bad)?;
+                    let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+                    let meta = Meta {
+                        kind,
+                        mode,
+                        uid: num(1).ok_or_else(bad)? as u32,
+                        gid: num(2).ok_or_else(bad)? as u32,
+                        size: num(3).ok_or_else(bad)?,
+                    };
+                    found.insert(
+                        idx,
+                        Observed::Present {
+                            meta,
+                            content: None,
+                            names: None,
+                        },
+                    );
+                }
+                "C" => {
+                    let bytes = b64.decode(rest.trim()).map_err(|_| bad())?;
+                    if let Some(Observed::Present { content, .. }) = found.get_mut(&idx) {
+                        *content = Some(bytes);
+                    }
+                }
+                "L" => {
+                    let bytes = b64.decode(rest.trim()).map_err(|_| bad())?;
+                    let mut entries = parse_entries(&bytes).ok_or_else(bad)?;
+                    entries.sort_by(|a, b| a.0.cmp(&b.0));
+                    if let Some(Observed::Present { names, .. }) = found.get_mut(&idx) {
+                        *names = Some(entries.iter().map(|(n, _)| n.clone()).collect());
+                    }
+                    for (n, meta) in entries {
+                        children.push((
+                            path.join(n),
+                            Observed::Present {
+                                meta,
+                                content: None,
+                                names: None,
+                            },
+                        ));
+                    }
+                }
+                // The content or listing is unreadable; read and list ask
+                // again directly and report the real error.
+                "R" => {}
+                _ => return Err(bad()),
+            }
+        }
+        let mut c = self.cache();
+        for (p, o) in children {
+            c.entries.entry(p).or_insert(o);
+        }
+        for (i, o) in found {
+            if let Some(p) = paths.get(i) {
+                c.entries.insert(p.clone(), o);
+            }
+        }
+        Ok(())
+    }
+
+    fn invalid_input(op: &'static str, path: &Path, why: &str) -> HostError {
+        HostError::new(
+            op,
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, why.to_string()),
+        )
+    }
+
+    fn path_str<'a>(op: &'static str, path: &'a Path) -> HostResult<&'a str> {
+        path.to_str()
+            .ok_or_else(|| Self::invalid_input(op, path, "path is not UTF-8"))
+    }
+
+    fn account(&self, passwd: bool, name: &str) -> HostResult<Option<u32>> {
+        let key = (passwd, name.to_string());
+        if let Some(v) = self
+            .accounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(*v);
+        }
+        let db = if passwd { "passwd" } else { "group" };
+        let exit = self
+            .conn
+            .exec(&format!("getent {db} {}", quote(name)), &[], None)
+            .map_err(|e| HostError::new("look up", Path::new(name), e))?;
+        let id = match exit.code {
+            Some(0) => String::from_utf8_lossy(&exit.stdout)
+                .split(':')
+                .nth(2)
+                .and_then(|v| v.trim().parse().ok()),
+            // getent: 2 means "no such key".
+            Some(2) => None,
+            _ => return Err(HostError::new("look up", Path::new(name), exit.error())),
+        };
+        self.accounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, id);
+        Ok(id)
+    }
+
+    /// Run a fixed script as one exec, for callers outside this module
+    /// (the self-restore watchdog).
+    pub fn run_script(&self, script: &str, args: &[&str]) -> HostResult<Output> {
+        self.cache().entries.clear();
+        let exit = self
+            .conn
+            .exec(&script_line(script, args), &[], None)
+            .map_err(|e| HostError::new("run", Path::new("sh"), e))?;
+        Ok(Output {
+            code: exit.code,
+            timed_out: false,
+            stdout: exit.stdout,
+            stderr: exit.stderr,
+        })
+    }
+}
+
+struct SshLock {
+    conn: Arc<Conn>,
+    channel: Option<ssh2::Channel>,
+}
+
+impl HostLock for SshLock {}
+
+impl Drop for SshLock {
+    fn drop(&mut self) {
+        if let Some(mut ch) = self.channel.take() {
+            let _busy = self.conn.busy.lock().unwrap_or_else(|p| p.into_inner());
+            // EOF ends `cat`, which ends flock and releases the lock.
+            let _ = ch.send_eof();
+            let _ = ch.wait_close();
+        }
+    }
+}
+
+struct SshScratch {
+    conn: Arc<Conn>,
+    path: PathBuf,
+}
+
+impl Scratch for SshScratch {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write(&self, name: &str, content: &[u8]) -> HostResult<()> {
+        let p = self.path.join(name);
+        let ps = p.to_string_lossy();
+        self.conn
+            .script(
+                r#"set -e; umask 077; mkdir -p -- "$(dirname -- "$1")"; cat > "$1""#,
+                &[&ps],
+                content,
+            )
+            .map(|_| ())
+            .map_err(|e| HostError::new("write", &p, e))
+    }
+
+    fn read(&self, name: &str) -> HostResult<Option<Vec<u8>>> {
+        let p = self.path.join(name);
+        let ps = p.to_string_lossy();
+        match self.conn.script(r#"exec cat -- "$1""#, &[&ps], &[]) {
+            Ok(exit) => Ok(Some(exit.stdout)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(HostError::new("read", &p, e)),
+        }
+    }
+}
+
+impl Drop for SshScratch {
+    fn drop(&mut self) {
+        let ps = self.path.to_string_lossy();
+        // Go leaves read-only directories behind.
+        let _ = self.conn.script(
+            r#"chmod -R u+w -- "$1" 2>/dev/null; rm -rf -- "$1""#,
+            &[&ps],
+            &[],
+        );
+    }
+}
+
+impl Host for SshHost {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn home(&self) -> HostResult<PathBuf> {
+        Ok(self.home.clone())
+    }
+
+    fn var(&self, name: &str) -> HostResult<Option<String>> {
+        Ok(self.env.get(name).cloned())
+    }
+
+    fn prefetch(&self, paths: &[PathBuf]) -> HostResult<()> {
+        let missing: Vec<PathBuf> = {
+            let mut c = self.cache();
+            c.declared.extend(paths.iter().cloned());
+            paths
+                .iter()
+                .filter(|p| !c.entries.contains_key(*p))
+                .cloned()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        };
+        self.observe_batch(&missing)
+    }
+
+    fn stat(&self, path: &Path) -> HostResult<Option<Meta>> {
+        let cached = self.cache().entries.get(path).cloned();
+        let seen = match cached {
+            Some(o) => o,
+            None => self.observe(path)?,
+        };
+        match seen {
+            Observed::Missing => Ok(None),
+            Observed::Present { meta, .. } => Ok(Some(meta)),
+            Observed::Unreadable(why) => Err(HostError::new(
+                "stat",
+                path,
+                io::Error::new(error_kind(&why), why),
+            )),
+        }
+    }
+
+    fn read(&self, path: &Path) -> HostResult<Vec<u8>> {
+        let cached = self.cache().entries.get(path).cloned();
+        let seen = match cached {
+            Some(Observed::Present {
+                meta,
+                content: None,
+                ..
+            }) if meta.kind == FileKind::File && meta.size <= INLINE_LIMIT => self.observe(path)?,
+            Some(o) => o,
+            None => self.observe(path)?,
+        };
+        match seen {
+            Observed::Present {
+                content: Some(bytes),
+                ..
+            } => Ok(bytes),
+            Observed::Missing => Err(HostError::new(
+                "read",
+                path,
+                io::Error::new(io::ErrorKind::NotFound, "No such file or directory"),
+            )),
+            Observed::Present { meta, .. } if meta.kind == FileKind::Dir => Err(HostError::new(
+                "read",
+                path,
+                io::Error::new(io::ErrorKind::IsADirectory, "Is a directory"),
+            )),
+            // Too large to inline, unreadable, or a special file: ask directly.
+            _ => {
+                let ps = Self::path_str("read", path)?;
+                self.conn
+                    .script(r#"exec cat -- "$1""#, &[ps], &[])
+                    .map(|e| e.stdout)
+                    .map_err(|e| HostError::new("read", path, e))
+            }
+        }
+    }
+
+    fn list(&self, dir: &Path) -> HostResult<Vec<String>> {
+        let cached = self.cache().entries.get(dir).cloned();
+        let seen = match cached {
+            Some(o @ Observed::Present { names: Some(_), .. }) => o,
+            Some(Observed::Missing) => Observed::Missing,
+            _ => self.observe(dir)?,
+        };
+        match seen {
+            Observed::Present {
+                names: Some(names), ..
+            } => Ok(names),
+            Observed::Missing => Err(HostError::new(
+                "list",
+                dir,
+                io::Error::new(io::ErrorKind::NotFound, "No such file or directory"),
+            )),
+            Observed::Present { meta, .. } if meta.kind != FileKind::Dir => Err(HostError::new(
+                "list",
+                dir,
+                io::Error::new(io::ErrorKind::NotADirectory, "Not a directory"),
+            )),
+            Observed::Present { .. } => Err(HostError::new(
+                "list",
+                dir,
+                io::Error::new(io::ErrorKind::PermissionDenied, "Permission denied"),
+            )),
+            Observed::Unreadable(why) => Err(HostError::new(
+                "list",
+                dir,
+                io::Error::new(error_kind(&why), why),
+            )),
+        }
+    }
+
+    fn write(&self, path: &Path, content: &[u8], attrs: Attrs) -> HostResult<()> {
+        let ps = Self::path_str("write", path)?;
+        let opt = |v: Option<u32>, octal: bool| match v {
+            Some(v) if octal => format!("{v:o}"),
+            Some(v) => v.to_string(),
+            None => "-".to_string(),
+        };
+        let (m, u, g) = (
+            opt(attrs.mode, true),
+            opt(attrs.uid, false),
+            opt(attrs.gid, false),
+        );
+        self.forget(path);
+        self.conn
+            .script(WRITE, &[ps, &m, &u, &g], content)
+            .map(|_| ())
+            .map_err(|e| HostError::new("write", path, e))
+    }
+
+    fn append(&self, path: &Path, content: &[u8]) -> HostResult<()> {
+        let ps = Self::path_str("append to", path)?;
+        self.forget(path);
+        self.conn
+            .script(
+                r#"set -e; umask 077; cat >> "$1"; sync -- "$1""#,
+                &[ps],
+                content,
+            )
+            .map(|_| ())
+            .map_err(|e| HostError::new("append to", path, e))
+    }
+
+    fn mkdir(&self, path: &Path, mode: u32) -> HostResult<()> {
+        let ps = Self::path_str("create directory", path)?;
+        self.forget(path);
+        self.conn
+            .script(
+                r#"set -e; mkdir -m "$2" -- "$1"; sync -- "$(dirname -- "$1")""#,
+                &[ps, &format!("{mode:o}")],
+                &[],
+            )
+            .map(|_| ())
+            .map_err(|e| HostError::new("create directory", path, e))
+    }
+
+    fn chmod(&self, path: &Path, mode: u32) -> HostResult<()> {
+        let ps = Self::path_str("chmod", path)?;
+        self.forget(path);
+        self.conn
+            .script(
+                r#"exec chmod -- "$2" "$1""#,
+                &[ps, &format!("{mode:o}")],
+                &[],
+            )
+            .map(|_| ())
+            .map_err(|e| HostError::new("chmod", path, e))
+    }
+
+    fn chown(&self, path: &Path, uid: Option<u32>, gid: Option<u32>) -> HostResult<()> {
+        let ps = Self::path_str("chown", path)?;
+        let owner = match (uid, gid) {
+            (Some(u), Some(g)) => format!("{u}:{g}"),
+            (Some(u), None) => u.to_string(),
+            (None, Some(g)) => format!(":{g}"),
+            (None, None) => return Ok(()),
+        };
+        self.forget(path);
+        self.conn
+            .script(r#"exec chown -h -- "$2" "$1""#, &[ps, &owner], &[])
+            .map(|_| ())
+            .map_err(|e| HostError::new("chown", path, e))
+    }
+
+    fn remove(&self, path: &Path) -> HostResult<()> {
+        let ps = Self::path_str("remove", path)?;
+        self.forget(path);
+        self.conn
+            .script(
+                r#"if [ -d "$1" ] && [ ! -L "$1" ]; then exec rmdir -- "$1"; else exec rm -- "$1"; fi"#,
+                &[ps],
+                &[],
+            )
+            .map(|_| ())
+            .map_err(|e| HostError::new("remove", path, e))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> HostResult<()> {
+        let fs = Self::path_str("move", from)?;
+        let ts = Self::path_str("move", to)?;
+        self.forget(from);
+        self.forget(to);
+        self.conn
+            .script(
+                r#"set -e; mv -T -- "$1" "$2"; sync -- "$(dirname -- "$2")""#,
+                &[fs, ts],
+                &[],
+            )
+            .map(|_| ())
+            .map_err(|e| HostError::new("move", from, e))
+    }
+
+    fn run(&self, cmd: &Cmd) -> HostResult<Output> {
+        let program = cmd
+            .argv
+            .first()
+            .ok_or_else(|| Self::invalid_input("run", Path::new(""), "empty command"))?;
+        // A command may change anything.
+        self.cache().entries.clear();
+        let started = Instant::now();
+        let limit = cmd.timeout_secs.map(|s| Duration::from_secs(s + 30));
+        let exit = self
+            .conn
+            .exec(&command_line(cmd), &[], limit)
+            .map_err(|e| HostError::new("run", Path::new(program), e))?;
+        let timed_out = cmd
+            .timeout_secs
+            .is_some_and(|s| exit.code == Some(124) && started.elapsed() >= Duration::from_secs(s));
+        Ok(Output {
+            code: if timed_out { None } else { exit.code },
+            timed_out,
+            stdout: exit.stdout,
+            stderr: exit.stderr,
+        })
+    }
+
+    /// A direct-tcpip channel: sshd on the target makes the connection.
+    fn connect(&self, host: &str, port: u16, timeout: Duration) -> HostResult<Duration> {
+        let label = format!("{host}:{port}");
+        let _busy = self.conn.busy.lock().unwrap_or_else(|p| p.into_inner());
+        let started = Instant::now();
+        self.conn
+            .session
+            .set_timeout(timeout.as_millis().try_into().unwrap_or(u32::MAX));
+        let res = self.conn.session.channel_direct_tcpip(host, port, None);
+        self.conn.session.set_timeout(0);
+        match res {
+            Ok(mut ch) => {
+                let _ = ch.close();
+                Ok(started.elapsed())
+            }
+            Err(e) => Err(HostError::new("connect to", Path::new(&label), ssh_err(e))),
+        }
+    }
+
+    fn resolve(&self, name: &str, timeout: Duration) -> HostResult<Vec<std::net::IpAddr>> {
+        let secs = timeout.as_secs().max(1).to_string();
+        let exit = self
+            .conn
+            .exec(
+                &format!("exec timeout {secs} getent ahosts {}", quote(name)),
+                &[],
+                Some(timeout + Duration::from_secs(10)),
+            )
+            .map_err(|e| HostError::new("resolve", Path::new(name), e))?;
+        match exit.code {
+            Some(0) => {
+                let mut ips: Vec<std::net::IpAddr> = Vec::new();
+                for line in String::from_utf8_lossy(&exit.stdout).lines() {
+                    if let Some(ip) = line.split_whitespace().next().and_then(|w| w.parse().ok()) {
+                        if !ips.contains(&ip) {
+                            ips.push(ip);
+                        }
+                    }
+                }
+                Ok(ips)
+            }
+            Some(124) => Err(HostError::new(
+                "resolve",
+                Path::new(name),
+                io::Error::new(io::ErrorKind::TimedOut, "timed out"),
+            )),
+            _ => Err(HostError::new(
+                "resolve",
+                Path::new(name),
+                io::Error::new(io::ErrorKind::NotFound, "no such host"),
+            )),
+        }
+    }
+
+    fn scratch(&self) -> HostResult<Box<dyn Scratch>> {
+        let exit = self
+            .conn
+            .script("exec mktemp -d -t fixer-scratch.XXXXXX", &[], &[])
+            .map_err(|e| HostError::new("create scratch directory in", Path::new("/tmp"), e))?;
+        let path = PathBuf::from(String::from_utf8_lossy(&exit.stdout).trim());
+        Ok(Box::new(SshScratch {
+            conn: self.conn.clone(),
+            path,
+        }))
+    }
+
+    fn lock(&self, path: &Path) -> HostResult<Box<dyn HostLock>> {
+        let ps = Self::path_str("lock", path)?;
+        let err = |e| HostError::new("lock", path, e);
+        self.forget(path);
+        let _busy = self.conn.busy.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ch = self
+            .conn
+            .session
+            .channel_session()
+            .map_err(|e| err(ssh_err(e)))?;
+        ch.exec(&self.conn.wrap(&script_line(LOCK, &[ps])))
+            .map_err(|e| err(ssh_err(e)))?;
+        let mut first = [0u8; 7];
+        let mut got = 0;
+        while got < first.len() {
+            match ch.read(&mut first[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) => return Err(err(e)),
+            }
+        }
+        if &first[..got] == b"locked\n" {
+            return Ok(Box::new(SshLock {
+                conn: self.conn.clone(),
+                channel: Some(ch),
+            }));
+        }
+        let mut stderr = String::new();
+        let _ = ch.stderr().read_to_string(&mut stderr);
+        let _ = ch.wait_close();
+        let code = ch.exit_status().unwrap_or(-1);
+        if code == 75 {
+            return Err(err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "held by another process",
+            )));
+        }
+        Err(err(io::Error::new(
+            error_kind(&stderr),
+            stderr.trim().to_string(),
+        )))
+    }
+
+    fn lock_held(&self, path: &Path) -> HostResult<bool> {
+        let ps = Self::path_str("check lock", path)?;
+        let exit = self
+            .conn
+            .exec(
+                &script_line(
+                    r#"[ -e "$1" ] || exit 0; exec flock -n -s -E 75 -- "$1" true"#,
+                    &[ps],
+                ),
+                &[],
+                None,
+            )
+            .map_err(|e| HostError::new("check lock", path, e))?;
+        match exit.code {
+            Some(0) => Ok(false),
+            Some(75) => Ok(true),
+            _ => Err(HostError::new("check lock", path, exit.error())),
+        }
+    }
+
+    fn user_id(&self, name: &str) -> HostResult<Option<u32>> {
+        self.account(true, name)
+    }
+
+    fn group_id(&self, name: &str) -> HostResult<Option<u32>> {
+        self.account(false, name)
+    }
+}

@@ -1,0 +1,315 @@
+//! Remote hosts over real OpenSSH: the `Host` contract, trust, failures and
+//! fan-out, against sshd test hosts of the tests' own.
+
+use std::path::Path;
+
+use fixer::host::ssh_config::{Destination, SshConfig};
+use fixer::host::{Host, SshHost, SshOptions};
+
+use super::sshd::{Client, TestHost};
+use super::support::TestResult;
+
+fn connect(client: &Client, host: &TestHost) -> Result<SshHost, Box<dyn std::error::Error>> {
+    let target = SshConfig::default().resolve(
+        &Destination::parse(&host.spec())?,
+        client.home.path(),
+        "root",
+    )?;
+    Ok(SshHost::connect(
+        &host.spec(),
+        &target,
+        &SshOptions::default(),
+    )?)
+}
+
+#[test]
+fn ssh_host_passes_the_conformance_suite() -> TestResult {
+    let client = Client::new();
+    let host = TestHost::start(&client);
+    client.trust(&host);
+    std::fs::create_dir(host.fs("/srv/conformance"))?;
+    let ssh = connect(&client, &host)?;
+    assert_eq!(ssh.home()?, Path::new("/root"));
+    fixer::host::conformance::run(&ssh, Path::new("/srv/conformance"))?;
+    Ok(())
+}
+
+const PLAYBOOK: &str = r#"
+[playbook]
+name = "remote-basics"
+
+[vars]
+message = "hello"
+
+[[resource]]
+type = "file"
+path = "/srv/app/existing.txt"
+content = "new\n"
+
+[[resource]]
+type = "file"
+path = "/srv/app/config.txt"
+content = "message={{message}}\n"
+mode = "0640"
+"#;
+
+fn write_playbook(client: &Client, text: &str) -> std::path::PathBuf {
+    let p = client.home.path().join("playbook.toml");
+    std::fs::write(&p, text).unwrap_or_else(|e| panic!("{e}"));
+    p
+}
+
+fn text(out: &[u8]) -> String {
+    String::from_utf8_lossy(out).into_owned()
+}
+
+#[test]
+fn apply_on_three_hosts_one_failing_leaves_the_others_applied() -> TestResult {
+    let client = Client::new();
+    let hosts: Vec<TestHost> = (0..3).map(|_| TestHost::start(&client)).collect();
+    for h in &hosts {
+        client.trust(h);
+        std::fs::create_dir_all(h.fs("/srv/app"))?;
+        std::fs::write(h.fs("/srv/app/existing.txt"), "old\n")?;
+    }
+    // The third host cannot take the change: its config.txt is a directory.
+    std::fs::create_dir(hosts[2].fs("/srv/app/config.txt"))?;
+    let pb = write_playbook(&client, PLAYBOOK);
+    let mut args = vec!["apply".to_string(), pb.display().to_string()];
+    for h in &hosts {
+        args.push("--host".into());
+        args.push(h.spec());
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = client.fixer(&argv).output()?;
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    for h in &hosts[..2] {
+        assert_eq!(
+            std::fs::read_to_string(h.fs("/srv/app/config.txt"))?,
+            "message=hello\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(h.fs("/srv/app/existing.txt"))?,
+            "new\n"
+        );
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(&h.spec()) && !l.starts_with("=="))
+            .unwrap_or_default();
+        assert!(
+            row.contains("changed") && row.contains(" 2 "),
+            "{row}\n{stdout}"
+        );
+        // The journal lives on the host itself.
+        assert!(h.fs("/var/lib/fixer/runs").is_dir());
+    }
+    // The failing host is exactly as it was: existing.txt, changed
+    // before config.txt failed, is restored.
+    assert!(stdout.contains("1 changes undone"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(hosts[2].fs("/srv/app/existing.txt"))?,
+        "old\n"
+    );
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with(&hosts[2].spec()))
+        .unwrap_or_default();
+    assert!(
+        row.contains("failed") && row.ends_with("yes"),
+        "{row}\n{stdout}"
+    );
+    assert!(stdout.contains("3 hosts: 2 ok, 1 failed."), "{stdout}");
+
+    // JSON: one record per host.
+    let out = client
+        .fixer(
+            &[
+                &["plan", &pb.display().to_string(), "--format", "json"][..],
+                &argv[2..],
+            ]
+            .concat(),
+        )
+        .output()?;
+    let records: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(records.len(), 3, "{}", text(&out.stdout));
+    for r in &records {
+        let host = r["host"].as_str().unwrap_or_default();
+        if host == hosts[2].spec() {
+            assert_eq!(r["status"], "failed", "{r}");
+        } else {
+            assert_eq!(
+                (r["status"].as_str(), r["changed"].as_u64()),
+                (Some("ok"), Some(0)),
+                "{r}"
+            );
+            assert_eq!(r["result"]["summary"]["unchanged"], 2, "{r}");
+        }
+    }
+    Ok(())
+}
+
+fn plan_on(client: &Client, pb: &Path, extra: &[&str]) -> std::process::Output {
+    let pbs = pb.display().to_string();
+    client
+        .fixer(&[&["plan", pbs.as_str()][..], extra].concat())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn host_keys_are_checked_like_openssh() -> TestResult {
+    let client = Client::new();
+    let host = TestHost::start(&client);
+    let pb = write_playbook(&client, PLAYBOOK);
+    let spec = host.spec();
+
+    // Unknown key: refused, and nothing recorded.
+    let out = plan_on(&client, &pb, &["--host", &spec]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "No ED25519 host key is known for [127.0.0.1]:{}",
+            host.port
+        )) && stdout.contains("Host key verification failed")
+            && stdout.contains("unreachable"),
+        "{stdout}"
+    );
+    assert!(!client.ssh_dir().join("known_hosts").exists());
+
+    // --accept-new-host-keys records it; later runs need no flag.
+    let out = plan_on(&client, &pb, &["--host", &spec, "--accept-new-host-keys"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let known = std::fs::read_to_string(client.ssh_dir().join("known_hosts"))?;
+    assert_eq!(known.trim(), host.known_hosts_line());
+    let out = plan_on(&client, &pb, &["--host", &spec]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    // The real ssh client accepts what we recorded.
+    let ssh = std::process::Command::new("ssh")
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+        ])
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            client.ssh_dir().join("known_hosts").display()
+        ))
+        .arg("-i")
+        .arg(client.ssh_dir().join("id_ed25519"))
+        .args(["-p", &host.port.to_string(), "root@127.0.0.1", "true"])
+        .output()?;
+    assert!(ssh.status.success(), "ssh: {}", text(&ssh.stderr));
+
+    // A changed key (the host was reinstalled, or someone is in the middle)
+    // is refused even with --accept-new-host-keys.
+    let other = client.home.path().join("other_key");
+    std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()?;
+    let other_pub = std::fs::read_to_string(other.with_extension("pub"))?;
+    let fake: Vec<&str> = other_pub.split_whitespace().take(2).collect();
+    std::fs::write(
+        client.ssh_dir().join("known_hosts"),
+        format!("[127.0.0.1]:{} {}\n", host.port, fake.join(" ")),
+    )?;
+    let out = plan_on(&client, &pb, &["--host", &spec, "--accept-new-host-keys"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+            && stdout.contains("Host key verification failed")
+            && stdout.contains(&format!("ssh-keygen -R '[127.0.0.1]:{}'", host.port)),
+        "{stdout}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_wrong_client_key_and_an_unreachable_host_fail_alone() -> TestResult {
+    let client = Client::new();
+    let good = TestHost::start(&client);
+    let stranger = Client::new();
+    let locked = TestHost::start(&stranger);
+    client.trust(&good);
+    client.trust(&locked);
+    // A port nothing listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    std::fs::create_dir_all(good.fs("/srv/app"))?;
+    let pb = write_playbook(&client, PLAYBOOK);
+    let dead_spec = format!("root@127.0.0.1:{dead}");
+    let pbs = pb.display().to_string();
+    let out = client
+        .fixer(&[
+            "apply",
+            &pbs,
+            "--host",
+            &good.spec(),
+            "--host",
+            &locked.spec(),
+            "--host",
+            &dead_spec,
+        ])
+        .output()?;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "root@[127.0.0.1]:{}: Permission denied (publickey)",
+            locked.port
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Connection refused"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(good.fs("/srv/app/config.txt"))?,
+        "message=hello\n"
+    );
+    assert!(!locked.fs("/srv/app").exists() && !locked.fs("/var/lib/fixer").exists());
+    assert!(stdout.contains("3 hosts: 1 ok, 2 failed."), "{stdout}");
+    Ok(())
+}
+
+#[test]
+fn ssh_config_aliases_name_hosts() -> TestResult {
+    let client = Client::new();
+    let host = TestHost::start(&client);
+    client.trust(&host);
+    // The key is somewhere ssh would not look unless told.
+    let key = client.ssh_dir().join("id_ed25519");
+    let moved = client.ssh_dir().join("deploy_key");
+    std::fs::rename(&key, &moved)?;
+    std::fs::rename(key.with_extension("pub"), moved.with_extension("pub"))?;
+    client.write_config(&format!(
+        "Host vm1\n  HostName 127.0.0.1\n  Port {}\n  User root\n  IdentityFile ~/.ssh/deploy_key\n",
+        host.port
+    ));
+    std::fs::create_dir_all(host.fs("/srv/app"))?;
+    let pb = write_playbook(&client, PLAYBOOK);
+    let out = plan_on(&client, &pb, &["--host", "vm1"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("== vm1 (changed)") && stdout.contains("+++ /srv/app/config.txt"),
+        "{stdout}"
+    );
+    // A plan changes nothing, and leaves no state behind.
+    assert!(!host.fs("/srv/app/config.txt").exists() && !host.fs("/var/lib/fixer").exists());
+    Ok(())
+}

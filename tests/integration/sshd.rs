@@ -1,0 +1,229 @@
+//! Real OpenSSH test hosts: each an `sshd` of the test's own on a loopback
+//! port, with its own host key, inside its own mount namespace where
+//! /root, /srv, /var/lib and /etc/netplan are per-host directories. A
+//! playbook applied "remotely" therefore never touches this machine's own
+//! /root, /var/lib or /etc. Stopped by PID when dropped.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::gotools::tool;
+
+/// Directories bind-mounted over the host's view of these target paths.
+const VIEWS: &[(&str, &str)] = &[
+    ("/root", "root"),
+    ("/srv", "srv"),
+    ("/var/lib", "var-lib"),
+    ("/etc/netplan", "etc-netplan"),
+];
+
+fn run(cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn keygen(path: &Path) {
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "fixer-test", "-f"])
+        .arg(path));
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// The controlling user's side: a HOME with `.ssh/id_ed25519`,
+/// `.ssh/known_hosts` and `.ssh/config`, used as fixer's `$HOME`.
+pub struct Client {
+    pub home: tempfile::TempDir,
+}
+
+impl Client {
+    pub fn new() -> Self {
+        tool("ssh-keygen");
+        let home = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let ssh = home.path().join(".ssh");
+        std::fs::create_dir(&ssh).unwrap_or_else(|e| panic!("{e}"));
+        keygen(&ssh.join("id_ed25519"));
+        Client { home }
+    }
+
+    pub fn ssh_dir(&self) -> PathBuf {
+        self.home.path().join(".ssh")
+    }
+
+    pub fn public_key(&self) -> String {
+        std::fs::read_to_string(self.ssh_dir().join("id_ed25519.pub"))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Trust `host`'s key, as `ssh-keyscan >> known_hosts` would.
+    pub fn trust(&self, host: &TestHost) {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.ssh_dir().join("known_hosts"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        writeln!(f, "{}", host.known_hosts_line()).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    pub fn write_config(&self, text: &str) {
+        std::fs::write(self.ssh_dir().join("config"), text).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// `fixer ARGS` as this user: its HOME, no agent, no colour.
+    pub fn fixer(&self, args: &[&str]) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::cargo_bin("fixer").unwrap_or_else(|e| panic!("{e}"));
+        cmd.args(args)
+            .env("HOME", self.home.path())
+            .env("USER", "root")
+            .env_remove("SSH_AUTH_SOCK")
+            .env("NO_COLOR", "1")
+            .current_dir(self.home.path());
+        cmd
+    }
+}
+
+pub struct TestHost {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Child,
+    /// Everything sshd printed, for failure messages.
+    pub log: Arc<Mutex<String>>,
+}
+
+impl TestHost {
+    /// Start a host that accepts `client`'s key for root.
+    pub fn start(client: &Client) -> Self {
+        tool("unshare");
+        let sshd = Path::new("/usr/sbin/sshd");
+        assert!(
+            sshd.exists(),
+            "/usr/sbin/sshd is missing: install openssh-server (tests/run-all.sh does)"
+        );
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let d = dir.path();
+        for (_, name) in VIEWS {
+            std::fs::create_dir(d.join(name)).unwrap_or_else(|e| panic!("{e}"));
+        }
+        keygen(&d.join("host_key"));
+        std::fs::write(d.join("authorized_keys"), client.public_key())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let port = free_port();
+        let config = format!(
+            "ListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+             AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
+             PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n",
+            d = d.display()
+        );
+        std::fs::write(d.join("sshd_config"), config).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all("/run/sshd").unwrap_or_else(|e| panic!("/run/sshd: {e}"));
+        // Each view is bound over the real path inside a private mount
+        // namespace; /etc/netplan only where netplan is installed.
+        let script = r#"set -e
+d=$1; port=$2
+mount --bind "$d/root" /root
+mount --bind "$d/srv" /srv
+mount --bind "$d/var-lib" /var/lib
+if [ -d /etc/netplan ]; then mount --bind "$d/etc-netplan" /etc/netplan; fi
+exec /usr/sbin/sshd -D -e -f "$d/sshd_config" -p "$port""#;
+        let mut child = Command::new("unshare")
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                script,
+                "sh",
+            ])
+            .arg(d)
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start sshd: {e}"));
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let Some(stderr) = stderr else { return };
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("Server listening") {
+                    let _ = tx.send(());
+                }
+                if let Ok(mut l) = sink.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
+        let host = TestHost {
+            dir,
+            port,
+            child,
+            log,
+        };
+        let started = Instant::now();
+        if rx.recv_timeout(Duration::from_secs(15)).is_err() {
+            panic!(
+                "sshd did not start within {:?}: {}",
+                started.elapsed(),
+                host.log.lock().map(|l| l.clone()).unwrap_or_default()
+            );
+        }
+        host
+    }
+
+    /// `root@127.0.0.1:PORT`
+    pub fn spec(&self) -> String {
+        format!("root@127.0.0.1:{}", self.port)
+    }
+
+    pub fn known_hosts_line(&self) -> String {
+        let public = std::fs::read_to_string(self.dir.path().join("host_key.pub"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut words = public.split_whitespace();
+        let (kind, key) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        format!("[127.0.0.1]:{} {kind} {key}", self.port)
+    }
+
+    /// Where target path `path` of this host lives on this machine.
+    pub fn fs(&self, path: &str) -> PathBuf {
+        for (target, name) in VIEWS {
+            if let Some(rest) = path.strip_prefix(target) {
+                return self
+                    .dir
+                    .path()
+                    .join(name)
+                    .join(rest.trim_start_matches('/'));
+            }
+        }
+        panic!("{path} is not inside a per-host view ({VIEWS:?})")
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        // Ours by PID: the sshd we started (unshare and sh exec into it).
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
