@@ -564,13 +564,17 @@ fn authenticate(session: &Session, target: &Target, addr: &str) -> Result<(), Co
             Some(e) => format!("{}.pub", e.to_string_lossy()),
             None => "pub".to_string(),
         });
-        let public = public.is_file().then_some(public);
-        if session
-            .userauth_pubkey_file(&target.user, public.as_deref(), key, None)
-            .is_ok()
-            && session.authenticated()
-        {
-            return Ok(());
+        // The .pub beside the key first, as ssh does; a stale one must not
+        // hide a good private key, so then without it.
+        let candidates = [public.is_file().then_some(public), None];
+        for public in candidates.iter().take(if candidates[0].is_some() { 2 } else { 1 }) {
+            if session
+                .userauth_pubkey_file(&target.user, public.as_deref(), key, None)
+                .is_ok()
+                && session.authenticated()
+            {
+                return Ok(());
+            }
         }
     }
     if tried.is_empty() {

@@ -313,3 +313,201 @@ fn ssh_config_aliases_name_hosts() -> TestResult {
     assert!(!host.fs("/srv/app/config.txt").exists() && !host.fs("/var/lib/fixer").exists());
     Ok(())
 }
+
+#[test]
+fn values_reach_remote_commands_quoted_never_spliced() -> TestResult {
+    let client = Client::new();
+    let host = TestHost::start(&client);
+    client.trust(&host);
+    std::fs::create_dir_all(host.fs("/srv/out"))?;
+    let pb = write_playbook(
+        &client,
+        r#"
+[playbook]
+name = "quoting"
+
+[vars]
+value = "plain"
+name = "plain"
+
+[[resource]]
+type = "command"
+run = "printf '%s' {{value}} > /srv/out/arg.txt"
+
+[[resource]]
+type = "file"
+path = "/srv/out/{{name}}"
+content = "{{value}}"
+"#,
+    );
+    let value = "it's; $(touch /srv/out/pwned) `touch /srv/out/pwned2` \"q\" \\ $HOME\nline2 *";
+    let name = "we ird'$(touch /srv/out/pwned3);.txt";
+    let pbs = pb.display().to_string();
+    let out = client
+        .fixer(&[
+            "apply",
+            &pbs,
+            "--host",
+            &host.spec(),
+            "--var",
+            &format!("value={value}"),
+            "--var",
+            &format!("name={name}"),
+        ])
+        .output()?;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert_eq!(std::fs::read_to_string(host.fs("/srv/out/arg.txt"))?, value);
+    assert_eq!(
+        std::fs::read_to_string(host.fs(&format!("/srv/out/{name}")))?,
+        value
+    );
+    for canary in ["pwned", "pwned2", "pwned3"] {
+        assert!(
+            !host.fs(&format!("/srv/out/{canary}")).exists(),
+            "{canary} was created"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn inventory_groups_vars_and_limit() -> TestResult {
+    let client = Client::new();
+    let a = TestHost::start(&client);
+    let b = TestHost::start(&client);
+    let c = TestHost::start(&client);
+    for h in [&a, &b, &c] {
+        client.trust(h);
+        std::fs::create_dir_all(h.fs("/srv/app"))?;
+    }
+    let inv = client.home.path().join("inventory.toml");
+    std::fs::write(
+        &inv,
+        format!(
+            r#"
+[vars]
+message = "from-inventory"
+unrelated = "ignored by playbooks that do not declare it"
+
+[hosts.web1]
+address = "{}"
+vars = {{ message = "web1's own" }}
+
+[hosts.web2]
+address = "{}"
+
+[hosts.db1]
+address = "{}"
+
+[groups.web]
+hosts = ["web1", "web2"]
+vars = {{ message = "from-group" }}
+"#,
+            a.spec(),
+            b.spec(),
+            c.spec()
+        ),
+    )?;
+    let pb = write_playbook(&client, PLAYBOOK);
+    let (pbs, invs) = (pb.display().to_string(), inv.display().to_string());
+    let out = client
+        .fixer(&["apply", &pbs, "-i", &invs, "--limit", "web", "--forks", "2"])
+        .output()?;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(a.fs("/srv/app/config.txt"))?,
+        "message=web1's own\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(b.fs("/srv/app/config.txt"))?,
+        "message=from-group\n"
+    );
+    assert!(
+        !c.fs("/srv/app/config.txt").exists(),
+        "db1 is not in --limit web"
+    );
+    // The rollback hint names the host the way the inventory does.
+    assert!(
+        stdout.contains(&format!("-i {invs} --limit web1`")),
+        "{stdout}"
+    );
+
+    // --var beats the inventory.
+    let out = client
+        .fixer(&[
+            "apply",
+            &pbs,
+            "-i",
+            &invs,
+            "--limit",
+            "db1",
+            "--var",
+            "message=cli",
+        ])
+        .output()?;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert_eq!(
+        std::fs::read_to_string(c.fs("/srv/app/config.txt"))?,
+        "message=cli\n"
+    );
+
+    let out = client
+        .fixer(&["plan", &pbs, "-i", &invs, "--limit", "nope"])
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--limit nope: no host or group"),
+        "{}",
+        text(&out.stderr)
+    );
+    Ok(())
+}
+
+#[test]
+fn rollback_works_from_another_controller() -> TestResult {
+    let client = Client::new();
+    let host = TestHost::start(&client);
+    client.trust(&host);
+    std::fs::create_dir_all(host.fs("/srv/app"))?;
+    std::fs::write(host.fs("/srv/app/existing.txt"), "old\n")?;
+    let pb = write_playbook(&client, PLAYBOOK);
+    let pbs = pb.display().to_string();
+    let out = client
+        .fixer(&["apply", &pbs, "--host", &host.spec()])
+        .output()?;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert_eq!(
+        std::fs::read_to_string(host.fs("/srv/app/existing.txt"))?,
+        "new\n"
+    );
+
+    // A second machine: same key, its own HOME; it has no local record of
+    // the run, only the host does.
+    let other = Client::new();
+    for f in ["id_ed25519", "id_ed25519.pub"] {
+        std::fs::copy(client.ssh_dir().join(f), other.ssh_dir().join(f))?;
+    }
+    other.trust(&host);
+    let out = other.fixer(&["history", "--host", &host.spec()]).output()?;
+    assert!(
+        text(&out.stdout).contains("applied"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = other
+        .fixer(&["rollback", "--host", &host.spec()])
+        .output()?;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("2 changes undone"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.fs("/srv/app/existing.txt"))?,
+        "old\n"
+    );
+    assert!(!host.fs("/srv/app/config.txt").exists());
+    Ok(())
+}
