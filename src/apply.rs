@@ -133,8 +133,15 @@ pub fn apply_with(
             })
         }
         Err(e) => {
-            let entries = store.entries(journal.id())?;
-            let mut report = journal::undo(host, &entries);
+            // Restore what we can; a lost connection fails here too, and
+            // then the watchdog (if armed) restores the rest on the host.
+            let mut report = match store.entries(journal.id()) {
+                Ok(entries) => journal::undo(host, &entries),
+                Err(read) => RollbackReport {
+                    failures: vec![format!("cannot read the run's journal: {read}")],
+                    ..RollbackReport::default()
+                },
+            };
             if let Some(dir) = &armed {
                 if report.complete() {
                     // Restored by us: the watchdog must not run again.
@@ -151,7 +158,11 @@ pub fn apply_with(
             } else {
                 Status::RollbackIncomplete
             };
-            store.set_status(&mut record, status)?;
+            if let Err(se) = store.set_status(&mut record, status) {
+                report
+                    .failures
+                    .push(format!("cannot record the run as {status:?}: {se}"));
+            }
             Err(Error::ApplyFailed {
                 run: record.id,
                 source: Box::new(e),

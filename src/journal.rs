@@ -154,7 +154,7 @@ impl Undo {
 /// runs the run's restore lines newest first (complete lines only: a torn
 /// last line is a change that never started), then its handler re-runs,
 /// and marks the run rolled back. It needs nothing but sh and coreutils.
-const WATCHDOG: &str = r#"exec </dev/null >/dev/null 2>&1
+const WATCHDOG: &str = r#"exec </dev/null >/dev/null 2>>"$1/watchdog.log"
 echo $$ > "$1/watchdog.pid"
 sleep "$3"
 [ -e "$1/armed" ] || exit 0
@@ -169,7 +169,8 @@ $rev"; done < "$1/restore.sh"
   if [ -e "$1/rerun.sh" ]; then
     while IFS= read -r line; do [ -z "$line" ] || eval "$line"; done < "$1/rerun.sh"
   fi
-  sed -i "s/"status": "[a-z_]*"/"status": "rolled_back"/" "$1/run.json"
+  q=\"
+  sed -i "s/${q}status${q}: ${q}[a-z_]*${q}/${q}status${q}: ${q}rolled_back${q}/" "$1/run.json"
   date -u +%Y-%m-%dT%H:%M:%SZ > "$1/restored-by-host"
   rm -f "$1/armed"
 ' sh "$1""#;

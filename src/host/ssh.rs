@@ -567,7 +567,10 @@ fn authenticate(session: &Session, target: &Target, addr: &str) -> Result<(), Co
         // The .pub beside the key first, as ssh does; a stale one must not
         // hide a good private key, so then without it.
         let candidates = [public.is_file().then_some(public), None];
-        for public in candidates.iter().take(if candidates[0].is_some() { 2 } else { 1 }) {
+        for public in candidates
+            .iter()
+            .take(if candidates[0].is_some() { 2 } else { 1 })
+        {
             if session
                 .userauth_pubkey_file(&target.user, public.as_deref(), key, None)
                 .is_ok()

@@ -511,3 +511,171 @@ fn rollback_works_from_another_controller() -> TestResult {
     assert!(!host.fs("/srv/app/config.txt").exists());
     Ok(())
 }
+
+fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The run folders on a test host.
+fn runs(host: &TestHost) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(host.fs("/var/lib/fixer/runs"))
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn connection_dropped_mid_apply_the_host_restores_itself() -> TestResult {
+    let client = Client::new();
+    let host = TestHost::start(&client);
+    let relay = super::sshd::Relay::start(host.port);
+    std::fs::write(
+        client.ssh_dir().join("known_hosts"),
+        format!("{}\n", relay.known_hosts_line(&host)),
+    )?;
+    std::fs::create_dir_all(host.fs("/srv/app"))?;
+    std::fs::write(host.fs("/srv/app/existing.txt"), "old\n")?;
+    let pb = write_playbook(
+        &client,
+        &format!(
+            "{PLAYBOOK}\n[[resource]]\ntype = \"command\"\nrun = \"sleep 30\"\ntimeout = 60\n"
+        ),
+    );
+    let pbs = pb.display().to_string();
+    let spec = format!("root@127.0.0.1:{}", relay.port);
+    let mut apply = std::process::Command::new(assert_cmd::cargo::cargo_bin("fixer"));
+    apply
+        .args(["apply", &pbs, "--host", &spec, "--confirm-timeout", "5"])
+        .env("HOME", client.home.path())
+        .env_remove("SSH_AUTH_SOCK")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = apply.spawn()?;
+    // Both files changed, the command is running: now the network goes.
+    wait_for("the apply to reach its command", 30, || {
+        host.fs("/srv/app/config.txt").exists()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    relay.cut();
+    let out = child.wait_with_output()?;
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains("the host restores run") && stdout.contains("by itself within 5 s"),
+        "{stdout}"
+    );
+    // Nobody can reach the host; it restores itself.
+    wait_for("the host to restore itself", 30, || {
+        std::fs::read_to_string(host.fs("/srv/app/existing.txt")).is_ok_and(|t| t == "old\n")
+            && !host.fs("/srv/app/config.txt").exists()
+    });
+    let run = runs(&host).pop().ok_or("no run recorded")?;
+    wait_for("the run to be marked", 10, || {
+        run.join("restored-by-host").exists()
+    });
+    let record = std::fs::read_to_string(run.join("run.json"))?;
+    let log = std::fs::read_to_string(run.join("watchdog.log")).unwrap_or_default();
+    assert!(
+        record.contains("\"status\": \"rolled_back\""),
+        "{record}\n{log}"
+    );
+    // The next apply over a working connection is not blocked by it.
+    client.trust(&host);
+    let basics = write_playbook(&client, PLAYBOOK);
+    let out = client
+        .fixer(&[
+            "apply",
+            &basics.display().to_string(),
+            "--host",
+            &host.spec(),
+        ])
+        .output()?;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    Ok(())
+}
+
+#[test]
+fn a_confirmed_apply_stays_applied_after_the_timeout() -> TestResult {
+    let client = Client::new();
+    let host = TestHost::start(&client);
+    client.trust(&host);
+    std::fs::create_dir_all(host.fs("/srv/app"))?;
+    // A netplan file: the kind of change that can cut the connection, so
+    // the controller confirms over a fresh one.
+    let pb = write_playbook(
+        &client,
+        r#"
+[playbook]
+name = "netplan-confirmed"
+
+[[resource]]
+type = "netplan"
+path = "/etc/netplan/60-test.yaml"
+notify = ["apply-network"]
+network = { version = 2, ethernets = { fixertest0 = { dhcp4 = true } } }
+
+[[handler]]
+id = "apply-network"
+type = "command"
+run = "echo applied >> /srv/app/handler.log"
+"#,
+    );
+    let pbs = pb.display().to_string();
+    let out = client
+        .fixer(&[
+            "apply",
+            &pbs,
+            "--host",
+            &host.spec(),
+            "--confirm-timeout",
+            "5",
+        ])
+        .output()?;
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(stdout.contains("Reconnecting to confirm"), "{stdout}");
+    let run = runs(&host).pop().ok_or("no run recorded")?;
+    assert!(!run.join("armed").exists(), "confirmed runs are disarmed");
+    std::thread::sleep(std::time::Duration::from_secs(7));
+    assert!(
+        host.fs("/etc/netplan/60-test.yaml").exists(),
+        "the change stays"
+    );
+    assert!(!run.join("restored-by-host").exists());
+    assert_eq!(
+        std::fs::read_to_string(host.fs("/srv/app/handler.log"))?,
+        "applied\n"
+    );
+
+    // A rollback restores the file and re-runs the handler after it, so
+    // the restored configuration takes effect.
+    let out = client
+        .fixer(&["rollback", "--host", &host.spec()])
+        .output()?;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(!host.fs("/etc/netplan/60-test.yaml").exists());
+    assert_eq!(
+        std::fs::read_to_string(host.fs("/srv/app/handler.log"))?,
+        "applied\napplied\n"
+    );
+    Ok(())
+}

@@ -227,3 +227,103 @@ impl Drop for TestHost {
         let _ = self.child.wait();
     }
 }
+
+/// A TCP relay between fixer and a test host's sshd, which a test can cut
+/// (a VM whose network just went away) and which counts round trips: a
+/// round trip is a client-to-server burst answered by the server.
+pub struct Relay {
+    pub port: u16,
+    conns: Arc<Mutex<Vec<std::net::TcpStream>>>,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    turns: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Relay {
+    pub fn start(to: u16) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap_or_else(|e| panic!("relay bind: {e}"));
+        let port = listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let conns: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+        let cut = Arc::new(AtomicBool::new(false));
+        let turns = Arc::new(AtomicUsize::new(0));
+        let (c2, cut2, turns2) = (conns.clone(), cut.clone(), turns.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                if cut2.load(Ordering::SeqCst) {
+                    continue; // dropped: the host is gone
+                }
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", to)) else {
+                    continue;
+                };
+                // Which side spoke last: a server reply after client data
+                // completes one round trip.
+                let last_from_client = Arc::new(AtomicBool::new(false));
+                if let Ok(mut list) = c2.lock() {
+                    for s in [&client, &server] {
+                        if let Ok(c) = s.try_clone() {
+                            list.push(c);
+                        }
+                    }
+                }
+                for (from, to, upstream) in [(&client, &server, true), (&server, &client, false)] {
+                    let (Ok(mut r), Ok(mut w)) = (from.try_clone(), to.try_clone()) else {
+                        continue;
+                    };
+                    let (last, turns) = (last_from_client.clone(), turns2.clone());
+                    std::thread::spawn(move || {
+                        use std::io::{Read as _, Write as _};
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = match r.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            if upstream {
+                                last.store(true, Ordering::SeqCst);
+                            } else if last.swap(false, Ordering::SeqCst) {
+                                turns.fetch_add(1, Ordering::SeqCst);
+                            }
+                            if w.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = w.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Relay {
+            port,
+            conns,
+            cut,
+            turns,
+        }
+    }
+
+    /// Drop every connection now and refuse new ones.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(list) = self.conns.lock() {
+            for s in list.iter() {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+
+    pub fn round_trips(&self) -> usize {
+        self.turns.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The known_hosts line for `host` as reached through this relay.
+    pub fn known_hosts_line(&self, host: &TestHost) -> String {
+        host.known_hosts_line().replacen(
+            &format!("]:{}", host.port),
+            &format!("]:{}", self.port),
+            1,
+        )
+    }
+}
