@@ -85,6 +85,7 @@ pub fn apply_with(
     }
     let masker = playbook.masker();
     let cx = plan::context(host, true)?;
+    plan::prefetch(playbook, host, &cx)?;
     let mut journal = store.begin(&playbook.name)?;
     if let Some(timeout) = opts.confirm_timeout {
         journal.arm(timeout)?;

@@ -262,8 +262,15 @@ impl<'h> Store<'h> {
         if self.host.stat(&dir).on(self.host)?.is_none() {
             return Ok(Vec::new());
         }
+        let ids = self.host.list(&dir).on(self.host)?;
+        // One round trip for all records on a remote host.
+        let records: Vec<PathBuf> = ids
+            .iter()
+            .map(|id| Self::run_dir(id).join("run.json"))
+            .collect();
+        self.host.prefetch(&records).on(self.host)?;
         let mut runs = Vec::new();
-        for id in self.host.list(&dir).on(self.host)? {
+        for id in ids {
             runs.push(self.record(&id)?);
         }
         runs.sort_by(|a, b| a.id.cmp(&b.id));
@@ -295,10 +302,12 @@ impl<'h> Store<'h> {
     /// Runs that started and never finished, with no process still on them.
     /// For a caller that does not hold the lock.
     pub fn interrupted(&self) -> Result<Vec<RunRecord>, Error> {
-        if self.busy()? {
+        let unfinished = self.unfinished()?;
+        // Asking about the lock costs a command; only ask when it matters.
+        if unfinished.is_empty() || self.busy()? {
             return Ok(Vec::new());
         }
-        self.unfinished()
+        Ok(unfinished)
     }
 
     /// Runs recorded as running. Once the caller holds the lock, these are
@@ -436,58 +445,64 @@ impl Journal<'_> {
         Ok(path)
     }
 
-    fn append(&self, entry: &Entry) -> Result<(), Error> {
+    fn line(&self, entry: &Entry) -> Result<(PathBuf, Vec<u8>), Error> {
         let path = self.dir.join("journal.jsonl");
         let mut line = serde_json::to_vec(entry).map_err(|e| Error::Journal {
             path: path.clone(),
             message: e.to_string(),
         })?;
         line.push(b'\n');
-        self.host.append(&path, &line).on(self.host)
+        Ok((path, line))
     }
 
-    /// Durably record how to undo the change about to be made.
+    /// The undo as a line of the self-restore script, when armed.
+    fn mirror(&self, file: &str, undo: &Undo) -> Option<(PathBuf, Vec<u8>)> {
+        let line = undo.shell().filter(|_| self.armed)?;
+        Some((self.dir.join(file), format!("{line}\n").into_bytes()))
+    }
+
+    /// Durably record how to undo the change about to be made (with its
+    /// self-restore line, in the same write).
     pub fn begin(&mut self, resource: &str, undo: Undo) -> Result<usize, Error> {
         self.step += 1;
-        if self.armed {
-            match &undo {
-                // A command's undo applies only once it has run.
-                Undo::Command { .. } | Undo::Rerun { .. } => {
-                    self.pending = Some((self.step, undo.clone()));
-                }
-                other => self.mirror("restore.sh", other)?,
-            }
-        }
-        self.append(&Entry::Begin {
+        let command = matches!(
+            undo,
+            Undo::Command { .. } | Undo::Rerun { .. } | Undo::Irreversible { .. }
+        );
+        // A command's undo applies only once it has run: its self-restore
+        // line is written by `done`.
+        let mirrored = if command {
+            self.pending = Some((self.step, undo.clone()));
+            None
+        } else {
+            self.mirror("restore.sh", &undo)
+        };
+        let mut writes = vec![self.line(&Entry::Begin {
             step: self.step,
             resource: resource.to_string(),
             undo,
-        })?;
+        })?];
+        writes.extend(mirrored);
+        self.host.append_all(&writes).on(self.host)?;
         Ok(self.step)
     }
 
+    /// The change of `step` was made. Only a command's completion is
+    /// recorded: every other undo restores a state, which is right whether
+    /// or not the change happened, so recording it would cost a write per
+    /// change for nothing.
     pub fn done(&mut self, step: usize) -> Result<(), Error> {
         self.record.changes += 1;
-        self.append(&Entry::Done { step })?;
-        if let Some((s, undo)) = self.pending.take() {
-            if s == step {
-                let file = match undo {
-                    Undo::Rerun { .. } => "rerun.sh",
-                    _ => "restore.sh",
-                };
-                self.mirror(file, &undo)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn mirror(&self, file: &str, undo: &Undo) -> Result<(), Error> {
-        let Some(line) = undo.shell() else {
+        let Some((_, undo)) = self.pending.take_if(|(s, _)| *s == step) else {
             return Ok(());
         };
-        self.host
-            .append(&self.dir.join(file), format!("{line}\n").as_bytes())
-            .on(self.host)
+        let file = match undo {
+            Undo::Rerun { .. } => "rerun.sh",
+            _ => "restore.sh",
+        };
+        let mut writes = vec![self.line(&Entry::Done { step })?];
+        writes.extend(self.mirror(file, &undo));
+        self.host.append_all(&writes).on(self.host)
     }
 
     /// Commit-confirmed: start a detached watchdog on the target that

@@ -79,6 +79,24 @@ fn plan_one(d: &Declared, host: &dyn Host, cx: &Context) -> Result<Change, Error
 }
 
 /// Plan `playbook` on `host`, calling `on_change` for each resource in order.
+/// Tell the host every path the playbook will observe (and their parent
+/// directories, which apply checks), so a remote host fetches them in one
+/// round trip instead of one per path.
+pub fn prefetch(playbook: &Playbook, host: &dyn Host, cx: &Context) -> Result<(), Error> {
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for d in playbook.resources.iter().chain(&playbook.handlers) {
+        for p in d.resource.observes(cx) {
+            if let Some(parent) = p.parent() {
+                paths.push(parent.to_path_buf());
+            }
+            paths.push(p);
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    host.prefetch(&paths).on(host)
+}
+
 pub fn plan(
     playbook: &Playbook,
     host: &dyn Host,
@@ -95,6 +113,7 @@ pub fn plan(
         other => other?,
     };
     let cx = context(host, false)?;
+    prefetch(playbook, host, &cx)?;
     let overlay = Overlay::new(host);
     let mut summary = Summary::default();
     let mut hasher = Sha256::new();

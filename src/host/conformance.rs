@@ -74,6 +74,20 @@ pub fn run(host: &dyn Host, scratch: &Path) -> Result<(), String> {
         io(host.read(&p("log")), "read log")? == b"a\nb\n",
         "append accumulates",
     )?;
+    io(
+        host.append_all(&[
+            (p("log"), b"c\n".to_vec()),
+            (p("log2"), Vec::new()),
+            (p("log2"), b"x\0y".to_vec()),
+        ]),
+        "append_all",
+    )?;
+    check(
+        io(host.read(&p("log")), "read log")? == b"a\nb\nc\n"
+            && io(host.read(&p("log2")), "read log2")? == b"x\0y",
+        "append_all appends each item to its own file",
+    )?;
+    io(host.remove(&p("log2")), "remove log2")?;
 
     // mkdir / list sorted / chmod / rename / remove.
     io(host.mkdir(&p("d"), 0o700), "mkdir")?;

@@ -157,6 +157,14 @@ pub trait Host: Send + Sync {
     fn list(&self, dir: &Path) -> HostResult<Vec<String>>;
     fn write(&self, path: &Path, content: &[u8], attrs: Attrs) -> HostResult<()>;
     fn append(&self, path: &Path, content: &[u8]) -> HostResult<()>;
+    /// Several appends, each durable before this returns (one round trip
+    /// on a remote host).
+    fn append_all(&self, items: &[(PathBuf, Vec<u8>)]) -> HostResult<()> {
+        for (path, content) in items {
+            self.append(path, content)?;
+        }
+        Ok(())
+    }
     /// Create one directory (the parent must exist).
     fn mkdir(&self, path: &Path, mode: u32) -> HostResult<()>;
     fn chmod(&self, path: &Path, mode: u32) -> HostResult<()>;

@@ -361,6 +361,16 @@ sync -- "$t"
 mv -f -T -- "$t" "$p"
 sync -- "$d""#;
 
+/// `$1 $2 $3 $4...`: append the next `$2` bytes of stdin to `$1`, and so
+/// on; `dd` with a full block reads exactly that many bytes from the pipe.
+const APPEND_ALL: &str = r#"set -e; umask 077
+while [ $# -gt 1 ]; do
+  : >> "$1"
+  if [ "$2" -gt 0 ]; then dd iflag=fullblock bs="$2" count=1 status=none >> "$1"; fi
+  sync -- "$1"
+  shift 2
+done"#;
+
 const LOCK: &str = r#"umask 077; exec flock -n -E 75 -- "$1" sh -c 'echo locked; exec cat'"#;
 
 fn kind_of(raw_mode_hex: &str) -> Option<(FileKind, u32)> {
@@ -1099,6 +1109,26 @@ impl Host for SshHost {
             )
             .map(|_| ())
             .map_err(|e| HostError::new("append to", path, e))
+    }
+
+    fn append_all(&self, items: &[(PathBuf, Vec<u8>)]) -> HostResult<()> {
+        let Some((first, _)) = items.first() else {
+            return Ok(());
+        };
+        // Arguments: path and byte count pairs; the bytes follow on stdin.
+        let mut args = Vec::new();
+        let mut stdin = Vec::new();
+        for (path, content) in items {
+            args.push(Self::path_str("append to", path)?.to_string());
+            args.push(content.len().to_string());
+            stdin.extend_from_slice(content);
+            self.forget(path);
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.conn
+            .script(APPEND_ALL, &refs, &stdin)
+            .map(|_| ())
+            .map_err(|e| HostError::new("append to", first, e))
     }
 
     fn mkdir(&self, path: &Path, mode: u32) -> HostResult<()> {

@@ -116,6 +116,10 @@ impl Resource for File {
         self.path.as_str().to_string()
     }
 
+    fn observes(&self, cx: &Context) -> Vec<std::path::PathBuf> {
+        vec![self.path.resolve(cx)]
+    }
+
     fn plan(&self, host: &dyn Host, cx: &Context) -> Result<Delta, Error> {
         let path = self.path.resolve(cx);
         let meta = host.stat(&path).on(host)?;

@@ -83,6 +83,10 @@ impl Resource for GitConfig {
         format!("{}:{}", self.scope.describe(), self.key)
     }
 
+    fn observes(&self, cx: &Context) -> Vec<std::path::PathBuf> {
+        vec![self.scope.path(cx)]
+    }
+
     fn plan(&self, host: &dyn Host, cx: &Context) -> Result<Delta, Error> {
         gitconfig::plan_edit(host, self.scope.path(cx), |config| {
             if gitconfig::values(config, &self.key)? == self.values {

@@ -65,6 +65,10 @@ impl Resource for Rewrite {
         format!("{}:{}", self.scope.describe(), self.base)
     }
 
+    fn observes(&self, cx: &Context) -> Vec<std::path::PathBuf> {
+        vec![self.scope.path(cx)]
+    }
+
     fn plan(&self, host: &dyn Host, cx: &Context) -> Result<Delta, Error> {
         let key = format!("url.{}.insteadOf", self.base);
         gitconfig::plan_edit(host, self.scope.path(cx), |config| {

@@ -72,6 +72,11 @@ impl Resource for GoModTidy {
         self.dir.as_str().to_string()
     }
 
+    fn observes(&self, cx: &Context) -> Vec<std::path::PathBuf> {
+        let dir = self.dir.resolve(cx);
+        vec![dir.join("go.mod"), dir.join("go.sum")]
+    }
+
     fn plan(&self, host: &dyn Host, cx: &Context) -> Result<Delta, Error> {
         let dir = self.dir.resolve(cx);
         let gomod = dir.join("go.mod");

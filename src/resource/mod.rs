@@ -56,6 +56,11 @@ pub trait Resource: Send + Sync + fmt::Debug {
     /// What the resource is about (a path, a command line); the default id
     /// is `<kind>:<subject>`.
     fn subject(&self) -> String;
+    /// Paths `plan` will look at, when known up front: a host where every
+    /// observation is a network round trip fetches them all at once.
+    fn observes(&self, _cx: &Context) -> Vec<PathBuf> {
+        Vec::new()
+    }
     /// Observe and compute the change.
     fn plan(&self, host: &dyn Host, cx: &Context) -> Result<Delta, Error>;
     /// A read-only check confirming the fix (`probe`): planned and applied

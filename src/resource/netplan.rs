@@ -231,6 +231,10 @@ impl Resource for Netplan {
         true
     }
 
+    fn observes(&self, cx: &Context) -> Vec<std::path::PathBuf> {
+        vec![self.path.resolve(cx)]
+    }
+
     fn plan(&self, host: &dyn Host, cx: &Context) -> Result<Delta, Error> {
         let path = self.path.resolve(cx);
         let before = read_regular_file(host, &path)?;

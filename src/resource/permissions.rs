@@ -52,6 +52,10 @@ impl Resource for Permissions {
         self.path.as_str().to_string()
     }
 
+    fn observes(&self, cx: &Context) -> Vec<std::path::PathBuf> {
+        vec![self.path.resolve(cx)]
+    }
+
     fn plan(&self, host: &dyn Host, cx: &Context) -> Result<Delta, Error> {
         let path = self.path.resolve(cx);
         let (uid, gid) = resolve_owner(host, self.owner.as_ref(), self.group.as_ref())?;

@@ -679,3 +679,66 @@ run = "echo applied >> /srv/app/handler.log"
     );
     Ok(())
 }
+
+/// A playbook of `n` file resources under /srv/many.
+pub fn many_files(n: usize) -> String {
+    let mut pb = String::from("[playbook]\nname = \"many\"\n");
+    for i in 0..n {
+        pb.push_str(&format!(
+            "\n[[resource]]\ntype = \"file\"\npath = \"/srv/many/f{i:03}.conf\"\ncontent = \"value {i}\\n\"\nmode = \"0644\"\n"
+        ));
+    }
+    pb
+}
+
+/// Round trips of one fixer command through a counting relay.
+fn round_trips(
+    client: &Client,
+    host: &TestHost,
+    args: &[&str],
+) -> Result<usize, Box<dyn std::error::Error>> {
+    let relay = super::sshd::Relay::start(host.port);
+    std::fs::write(
+        client.ssh_dir().join("known_hosts"),
+        format!("{}\n", relay.known_hosts_line(host)),
+    )?;
+    let spec = format!("root@127.0.0.1:{}", relay.port);
+    let out = client
+        .fixer(&[args, &["--host", &spec]].concat())
+        .output()?;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    Ok(relay.round_trips())
+}
+
+#[test]
+fn observing_a_host_does_not_cost_a_round_trip_per_file() -> TestResult {
+    let client = Client::new();
+    let host = TestHost::start(&client);
+    std::fs::create_dir_all(host.fs("/srv/many"))?;
+    let small = write_playbook(&client, &many_files(5));
+    let small = small.with_file_name("small.toml");
+    std::fs::write(&small, many_files(5))?;
+    let big = client.home.path().join("big.toml");
+    std::fs::write(&big, many_files(50))?;
+    let (s, b) = (small.display().to_string(), big.display().to_string());
+    let plan5 = round_trips(&client, &host, &["plan", &s])?;
+    let plan50 = round_trips(&client, &host, &["plan", &b])?;
+    let apply50 = round_trips(&client, &host, &["apply", &b])?;
+    let noop50 = round_trips(&client, &host, &["apply", &b])?;
+    let noop5 = round_trips(&client, &host, &["apply", &s])?;
+    eprintln!(
+        "round trips: plan 5 files {plan5}, plan 50 files {plan50}, apply 50 {apply50}, \
+         no-change apply 5 {noop5}, no-change apply 50 {noop50}"
+    );
+    // Ten times the files, the same number of round trips (give or take
+    // what libssh2 happens to pipeline).
+    assert!(
+        plan50 <= plan5 + 2,
+        "plan: 5 files {plan5}, 50 files {plan50}"
+    );
+    assert!(
+        noop50 <= noop5 + 3,
+        "no-change apply: 5 files {noop5}, 50 files {noop50}"
+    );
+    Ok(())
+}
