@@ -25,6 +25,7 @@ NEEDED+=(
   [ssh]=openssh-client
   [unshare]=util-linux   # each sshd test host has its own mount namespace
   [flock]=util-linux     # the lock on a remote target
+  [sudo]=sudo            # --become on the sshd test hosts
 )
 fi
 

@@ -742,3 +742,47 @@ fn observing_a_host_does_not_cost_a_round_trip_per_file() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn become_acts_as_root_through_sudo() -> TestResult {
+    use std::os::unix::fs::MetadataExt as _;
+    let client = Client::new();
+    let host = TestHost::start_with_users(&client, &[("deploy", true), ("nosudo", false)]);
+    client.trust(&host);
+    std::fs::create_dir_all(host.fs("/srv/app"))?;
+    std::fs::write(host.fs("/srv/app/existing.txt"), "old\n")?;
+    let pb = write_playbook(&client, PLAYBOOK);
+    let pbs = pb.display().to_string();
+    let deploy = format!("deploy@127.0.0.1:{}", host.port);
+
+    // Without --become the login user cannot write root's directory: the
+    // apply fails and changes nothing.
+    let out = client.fixer(&["apply", &pbs, "--host", &deploy]).output()?;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("Permission denied"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(host.fs("/srv/app/existing.txt"))?,
+        "old\n"
+    );
+
+    // With --become, as root, and the run's state is root's.
+    let out = client
+        .fixer(&["apply", &pbs, "--host", &deploy, "--become"])
+        .output()?;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let meta = std::fs::metadata(host.fs("/srv/app/config.txt"))?;
+    assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o640));
+    assert_eq!(std::fs::metadata(host.fs("/var/lib/fixer/runs"))?.uid(), 0);
+
+    // A user who may not sudo gets a clear error, not a password prompt.
+    let nosudo = format!("nosudo@127.0.0.1:{}", host.port);
+    let out = client
+        .fixer(&["plan", &pbs, "--host", &nosudo, "--become"])
+        .output()?;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("--become: `sudo -n` failed"), "{stdout}");
+    assert!(stdout.contains("passwordless sudo"), "{stdout}");
+    Ok(())
+}

@@ -10,7 +10,18 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::gotools::tool;
+/// Fail clearly when a tool the test hosts need is missing (CI installs
+/// them through tests/deps.sh; nothing is ever skipped).
+fn tool(name: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "`{name}` is not installed: run tests/deps.sh test, which installs every tool the tests use"
+    );
+}
 
 /// Directories bind-mounted over the host's view of these target paths.
 const VIEWS: &[(&str, &str)] = &[
@@ -108,6 +119,13 @@ pub struct TestHost {
 impl TestHost {
     /// Start a host that accepts `client`'s key for root.
     pub fn start(client: &Client) -> Self {
+        Self::start_with_users(client, &[])
+    }
+
+    /// Also give the host unprivileged users (`name`, may sudo without a
+    /// password), homes under /srv/home, through its own copies of
+    /// /etc/passwd, group, shadow and sudoers bound over the real ones.
+    pub fn start_with_users(client: &Client, users: &[(&str, bool)]) -> Self {
         tool("unshare");
         let sshd = Path::new("/usr/sbin/sshd");
         assert!(
@@ -120,6 +138,38 @@ impl TestHost {
             std::fs::create_dir(d.join(name)).unwrap_or_else(|e| panic!("{e}"));
         }
         keygen(&d.join("host_key"));
+        if !users.is_empty() {
+            tool("sudo");
+            let read = |p: &str| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{p}: {e}"));
+            let (mut passwd, mut group, mut shadow) =
+                (read("/etc/passwd"), read("/etc/group"), read("/etc/shadow"));
+            let mut sudoers = String::from("Defaults !requiretty\nroot ALL=(ALL:ALL) ALL\n");
+            for (i, (name, sudo)) in users.iter().enumerate() {
+                let id = 2001 + i as u32;
+                passwd.push_str(&format!("{name}:x:{id}:{id}::/srv/home/{name}:/bin/sh\n"));
+                group.push_str(&format!("{name}:x:{id}:\n"));
+                shadow.push_str(&format!("{name}:*:19000:0:99999:7:::\n"));
+                if *sudo {
+                    sudoers.push_str(&format!("{name} ALL=(ALL) NOPASSWD: ALL\n"));
+                }
+                let home = d.join("srv/home").join(name);
+                std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("{e}"));
+                std::os::unix::fs::chown(&home, Some(id), Some(id))
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+            for (f, text, mode) in [
+                ("passwd", passwd, 0o644),
+                ("group", group, 0o644),
+                ("shadow", shadow, 0o640),
+                ("sudoers", sudoers, 0o440),
+            ] {
+                let p = d.join("etc").join(f);
+                std::fs::create_dir_all(d.join("etc")).unwrap_or_else(|e| panic!("{e}"));
+                std::fs::write(&p, text).unwrap_or_else(|e| panic!("{e}"));
+                std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
         std::fs::write(d.join("authorized_keys"), client.public_key())
             .unwrap_or_else(|e| panic!("{e}"));
         let port = free_port();
@@ -140,6 +190,9 @@ mount --bind "$d/root" /root
 mount --bind "$d/srv" /srv
 mount --bind "$d/var-lib" /var/lib
 if [ -d /etc/netplan ]; then mount --bind "$d/etc-netplan" /etc/netplan; fi
+if [ -d "$d/etc" ]; then
+  for f in passwd group shadow sudoers; do mount --bind "$d/etc/$f" "/etc/$f"; done
+fi
 exec /usr/sbin/sshd -D -e -f "$d/sshd_config" -p "$port""#;
         let mut child = Command::new("unshare")
             .args([
