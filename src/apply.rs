@@ -88,7 +88,7 @@ pub fn apply_with(
     plan::prefetch(playbook, host, &cx)?;
     let mut journal = store.begin(&playbook.name)?;
     if let Some(timeout) = opts.confirm_timeout {
-        journal.arm(timeout)?;
+        journal.arm_before_change(timeout);
     }
     let mut summary = Summary::default();
     let mut notified: Vec<&str> = Vec::new();

@@ -1,5 +1,6 @@
-//! Which remote hosts a command acts on: `--host` specs, or a TOML
-//! inventory with hosts, groups and their variables, narrowed by `--limit`.
+//! Which remote hosts a command acts on: `--host` specs, or an inventory
+//! (fixer's TOML, or an Ansible INI file: see `ini`) with hosts, groups and
+//! their variables, narrowed by `--limit`.
 //!
 //! ```toml
 //! [vars]                       # every host
@@ -26,6 +27,8 @@ use serde::Deserialize;
 
 use crate::error::Error;
 use crate::playbook::source::Source;
+
+mod ini;
 
 /// One host to act on.
 #[derive(Clone, Debug, PartialEq)]
@@ -92,34 +95,100 @@ pub fn from_specs(specs: &[String]) -> Vec<Member> {
         .collect()
 }
 
+/// An inventory in either format, before selection.
+#[derive(Default)]
+struct Model {
+    vars: Vars,
+    hosts: BTreeMap<String, Entry>,
+    /// Groups in precedence order: a later group's vars win.
+    groups: Vec<(String, GroupModel)>,
+}
+
+type Vars = Vec<(String, serde_json::Value)>;
+
+#[derive(Default)]
+struct Entry {
+    address: Option<String>,
+    vars: Vars,
+}
+
+#[derive(Default)]
+struct GroupModel {
+    hosts: Vec<String>,
+    vars: Vars,
+}
+
 /// Load an inventory and select hosts by `limit` (host or group names, or
 /// `all`; empty selects all). Hosts come out in name order.
+///
+/// `*.toml` is fixer's format; `*.yml`/`*.yaml`/`*.json` are refused; any
+/// other file is read as an Ansible INI inventory.
 pub fn load(path: &Path, limit: &[String]) -> Result<Vec<Member>, Error> {
     let src = Source::read(path)?;
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let model = match ext {
+        "toml" => from_toml(&src)?,
+        "yml" | "yaml" | "json" => {
+            return Err(Error::Usage(format!(
+                "{}: YAML/JSON inventories are not supported; write it as TOML \
+                 (inventory.toml) or as an Ansible INI file",
+                path.display()
+            )))
+        }
+        _ => ini::parse(&src)?,
+    };
+    select(path, &model, limit)
+}
+
+fn from_toml(src: &Source) -> Result<Model, Error> {
     let table = toml::de::DeTable::parse(&src.text).map_err(|e| src.toml_error(&e, None, ""))?;
     let file: File =
         toml::from_str(&src.text).map_err(|e| src.toml_error(&e, Some(table.get_ref()), ""))?;
-    let mut hosts = file.hosts;
+    let mut model = Model {
+        vars: pairs(&file.vars).collect(),
+        ..Model::default()
+    };
+    for (name, h) in &file.hosts {
+        model.hosts.insert(
+            name.clone(),
+            Entry {
+                address: h.address.clone(),
+                vars: pairs(&h.vars).collect(),
+            },
+        );
+    }
     for (gname, g) in &file.groups {
         for h in &g.hosts {
-            if file.groups.contains_key(h) {
+            if file.groups.contains_key(h) && !file.hosts.contains_key(h) {
                 return Err(src.error(
                     &span_of(&src.text, h),
                     Some(format!("groups.{gname}.hosts")),
                     format!("`{h}` is a group; groups of groups are not supported"),
                 ));
             }
-            hosts.entry(h.clone()).or_default();
+            model.hosts.entry(h.clone()).or_default();
         }
+        model.groups.push((
+            gname.clone(),
+            GroupModel {
+                hosts: g.hosts.clone(),
+                vars: pairs(&g.vars).collect(),
+            },
+        ));
     }
+    Ok(model)
+}
+
+fn select(path: &Path, model: &Model, limit: &[String]) -> Result<Vec<Member>, Error> {
+    let group = |name: &str| model.groups.iter().find(|(n, _)| n == name).map(|(_, g)| g);
     let mut selected: Vec<&String> = Vec::new();
     if limit.is_empty() || limit.iter().any(|l| l == "all") {
-        selected.extend(hosts.keys());
+        selected.extend(model.hosts.keys());
     } else {
         for l in limit.iter().flat_map(|l| l.split(',')).map(str::trim) {
-            if hosts.contains_key(l) {
-                selected.extend(hosts.get_key_value(l).map(|(k, _)| k));
-            } else if let Some(g) = file.groups.get(l) {
+            if let Some((k, _)) = model.hosts.get_key_value(l) {
+                selected.push(k);
+            } else if let Some(g) = group(l) {
                 selected.extend(g.hosts.iter());
             } else {
                 return Err(Error::Usage(format!(
@@ -134,23 +203,54 @@ pub fn load(path: &Path, limit: &[String]) -> Result<Vec<Member>, Error> {
     Ok(selected
         .into_iter()
         .map(|name| {
-            let entry = hosts.get(name);
-            let mut vars: Vec<(String, serde_json::Value)> = pairs(&file.vars).collect();
-            for g in file.groups.values().filter(|g| g.hosts.contains(name)) {
-                vars.extend(pairs(&g.vars));
+            let entry = model.hosts.get(name);
+            let mut vars = model.vars.clone();
+            for (_, g) in model.groups.iter().filter(|(_, g)| g.hosts.contains(name)) {
+                vars.extend(g.vars.iter().cloned());
             }
             if let Some(e) = entry {
-                vars.extend(pairs(&e.vars));
+                vars.extend(e.vars.iter().cloned());
             }
+            let address = entry
+                .and_then(|e| e.address.clone())
+                .unwrap_or_else(|| ansible_address(name, &vars));
             Member {
                 name: name.clone(),
-                address: entry
-                    .and_then(|e| e.address.clone())
-                    .unwrap_or_else(|| name.clone()),
+                address,
                 vars,
             }
         })
         .collect())
+}
+
+/// The address Ansible's connection variables describe (`ansible_host`,
+/// `ansible_port`, `ansible_user`, or their older `ansible_ssh_*` names),
+/// defaulting to the host's name.
+fn ansible_address(name: &str, vars: &Vars) -> String {
+    let last = |keys: [&str; 2]| {
+        vars.iter()
+            .rev()
+            .find(|(k, _)| keys.contains(&k.as_str()))
+            .map(|(_, v)| match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+    };
+    let host = last(["ansible_host", "ansible_ssh_host"]).unwrap_or_else(|| name.to_string());
+    let mut address = match last(["ansible_user", "ansible_ssh_user"]) {
+        Some(user) => format!("{user}@"),
+        None => String::new(),
+    };
+    let port = last(["ansible_port", "ansible_ssh_port"]);
+    if host.contains(':') && !host.starts_with('[') {
+        address.push_str(&format!("[{host}]"));
+    } else {
+        address.push_str(&host);
+    }
+    if let Some(port) = port {
+        address.push_str(&format!(":{port}"));
+    }
+    address
 }
 
 /// Where `"needle"` first appears quoted in `text` (for messages).
@@ -269,6 +369,55 @@ hosts = ["db1"]
             .unwrap_or_default();
         assert!(err.contains("inventory.toml:2:"), "{err}");
         assert!(err.contains("hosts.web1.adress"), "{err}");
+    }
+
+    #[test]
+    fn ansible_ini_inventories_are_read() -> Result<(), Error> {
+        let dir = tempfile::tempdir().map_err(|e| Error::Usage(e.to_string()))?;
+        let p = dir.path().join("hosts");
+        std::fs::write(
+            &p,
+            "# an Ansible inventory\nbastion ansible_host=10.0.0.1\n\n[web]\n\
+             web1 ansible_host=10.0.0.5 ansible_port=2222 ansible_user=deploy proxy=\"web1 own\"\n\
+             web2\n\n[db]\ndb1 ansible_host=fe80::1\n\n[prod:children]\nweb\ndb\n\n\
+             [web:vars]\nproxy=from-group\n\n[all:vars]\nproxy=everyone\n",
+        )
+        .map_err(|e| Error::Usage(e.to_string()))?;
+        let all = load(&p, &[])?;
+        let by = |n: &str| all.iter().find(|m| m.name == n).cloned();
+        let web1 = by("web1").ok_or(Error::Usage("no web1".into()))?;
+        assert_eq!(web1.address, "deploy@10.0.0.5:2222");
+        assert_eq!(
+            web1.vars.last(),
+            Some(&("proxy".to_string(), serde_json::Value::from("web1 own")))
+        );
+        assert_eq!(by("db1").map(|m| m.address), Some("[fe80::1]".into()));
+        assert_eq!(by("bastion").map(|m| m.address), Some("10.0.0.1".into()));
+        let prod: Vec<String> = load(&p, &["prod".into()])?
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        assert_eq!(prod, ["db1", "web1", "web2"]);
+        std::fs::write(&p, "[web]\nweb[01:10]\n").map_err(|e| Error::Usage(e.to_string()))?;
+        let err = load(&p, &[])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("hosts:2:") && err.contains("host ranges"),
+            "{err}"
+        );
+        let yaml = dir.path().join("hosts.yml");
+        std::fs::write(&yaml, "all: {}\n").map_err(|e| Error::Usage(e.to_string()))?;
+        let err = load(&yaml, &[])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("YAML/JSON inventories are not supported"),
+            "{err}"
+        );
+        Ok(())
     }
 
     #[test]

@@ -371,6 +371,7 @@ impl<'h> Store<'h> {
             record,
             armed: false,
             pending: None,
+            arm_before_change: None,
         })
     }
 
@@ -412,6 +413,9 @@ pub struct Journal<'h> {
     armed: bool,
     /// Undos written only once their change completed (commands).
     pending: Option<(usize, Undo)>,
+    /// Arm the watchdog with this timeout just before the first change (a
+    /// run that changes nothing needs no watchdog).
+    arm_before_change: Option<std::time::Duration>,
 }
 
 impl Journal<'_> {
@@ -464,6 +468,9 @@ impl Journal<'_> {
     /// Durably record how to undo the change about to be made (with its
     /// self-restore line, in the same write).
     pub fn begin(&mut self, resource: &str, undo: Undo) -> Result<usize, Error> {
+        if let Some(timeout) = self.arm_before_change.take() {
+            self.arm(timeout)?;
+        }
         self.step += 1;
         let command = matches!(
             undo,
@@ -543,6 +550,11 @@ impl Journal<'_> {
         }
         self.armed = true;
         Ok(())
+    }
+
+    /// [`Self::arm`] just before the first change, if there is one.
+    pub fn arm_before_change(&mut self, timeout: std::time::Duration) {
+        self.arm_before_change = Some(timeout);
     }
 
     pub fn is_armed(&self) -> bool {

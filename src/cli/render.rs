@@ -583,6 +583,13 @@ impl Printer {
 
     pub fn error(&self, e: &Error) {
         let mut text = format!("error: {e}");
+        // Name the remote host in the command the message suggests.
+        if let (Error::Interrupted { run, .. }, Some(_)) = (e, &self.target_flag) {
+            text = text.replace(
+                &format!("`fixer rollback {run}`"),
+                &format!("`{}`", self.hint(run, None)),
+            );
+        }
         if let Error::ApplyFailed { run, rollback, .. } = e {
             for n in &rollback.not_undoable {
                 text.push_str(&format!("\nwarning: {n}"));
@@ -602,9 +609,10 @@ impl Printer {
                     text.push_str(&format!("\nerror: could not undo {f}"));
                 }
                 text.push_str(&format!(
-                    "\nROLLBACK INCOMPLETE for run {run}: {} undone, {} failed. Fix the cause, then run `fixer rollback {run}`.",
+                    "\nROLLBACK INCOMPLETE for run {run}: {} undone, {} failed. Fix the cause, then run `{}`.",
                     rollback.undone,
-                    rollback.failures.len()
+                    rollback.failures.len(),
+                    self.hint(run, None)
                 ));
             }
         }

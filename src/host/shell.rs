@@ -28,8 +28,9 @@ pub fn quote_path(p: &Path) -> String {
 }
 
 /// A command line running a fixed `script` with `args` as `$1`, `$2`, ...
+/// In the C locale: callers read the tools' error messages.
 pub fn script_line(script: &str, args: &[&str]) -> String {
-    let mut line = format!("sh -c {} sh", quote(script));
+    let mut line = format!("LC_ALL=C sh -c {} sh", quote(script));
     for a in args {
         line.push(' ');
         line.push_str(&quote(a));

@@ -16,8 +16,8 @@
 //! invalidates what it touched; running a command invalidates everything.
 //!
 //! Requirements on the target: a POSIX `sh`, GNU coreutils and findutils
-//! (`stat -c`, `sync FILE`, `mv -T`, `find -printf`, `base64`), `flock` and
-//! `timeout`; `sudo` for `--become`. Any Debian, Ubuntu, RHEL or SUSE has
+//! (`stat -c`, `sync FILE`, `mv -T`, `find -printf`, `base64`, `timeout`),
+//! `flock` and `setsid`; `sudo` for `--become`. Any Debian, Ubuntu, RHEL or SUSE has
 //! them.
 
 use std::collections::{BTreeSet, HashMap};
@@ -171,12 +171,10 @@ fn ssh_err(e: ssh2::Error) -> io::Error {
 
 impl Conn {
     fn wrap(&self, line: &str) -> String {
-        // LC_ALL=C: error messages are parsed for their kind.
-        let line = format!("LC_ALL=C; export LC_ALL; {line}");
         if self.become_root {
-            format!("sudo -n -H -- sh -c {}", quote(&line))
+            format!("sudo -n -H -- sh -c {}", quote(line))
         } else {
-            line
+            line.to_string()
         }
     }
 
@@ -880,22 +878,6 @@ impl SshHost {
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, id);
         Ok(id)
-    }
-
-    /// Run a fixed script as one exec, for callers outside this module
-    /// (the self-restore watchdog).
-    pub fn run_script(&self, script: &str, args: &[&str]) -> HostResult<Output> {
-        self.cache().entries.clear();
-        let exit = self
-            .conn
-            .exec(&script_line(script, args), &[], None)
-            .map_err(|e| HostError::new("run", Path::new("sh"), e))?;
-        Ok(Output {
-            code: exit.code,
-            timed_out: false,
-            stdout: exit.stdout,
-            stderr: exit.stderr,
-        })
     }
 }
 

@@ -786,3 +786,169 @@ fn become_acts_as_root_through_sudo() -> TestResult {
     assert!(stdout.contains("passwordless sudo"), "{stdout}");
     Ok(())
 }
+
+#[test]
+fn an_ansible_ini_inventory_reaches_its_hosts() -> TestResult {
+    let client = Client::new();
+    let a = TestHost::start(&client);
+    let b = TestHost::start(&client);
+    for h in [&a, &b] {
+        client.trust(h);
+        std::fs::create_dir_all(h.fs("/srv/app"))?;
+    }
+    let inv = client.home.path().join("hosts");
+    std::fs::write(
+        &inv,
+        format!(
+            "[web]\nweb1 ansible_host=127.0.0.1 ansible_port={} message=\"web1's own\"\n\
+             web2 ansible_host=127.0.0.1 ansible_port={}\n\n[prod:children]\nweb\n\n\
+             [prod:vars]\nansible_user=root\nmessage=from-prod\n",
+            a.port, b.port
+        ),
+    )?;
+    let pb = write_playbook(&client, PLAYBOOK);
+    let (pbs, invs) = (pb.display().to_string(), inv.display().to_string());
+    let out = client
+        .fixer(&["apply", &pbs, "-i", &invs, "--limit", "prod"])
+        .output()?;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("== web1") && stdout.contains("== web2"),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(a.fs("/srv/app/config.txt"))?,
+        "message=web1's own\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(b.fs("/srv/app/config.txt"))?,
+        "message=from-prod\n"
+    );
+    Ok(())
+}
+
+#[test]
+fn an_unconfirmed_netplan_apply_is_restored_by_the_host() -> TestResult {
+    let client = Client::new();
+    let host = TestHost::start(&client);
+    let relay = super::sshd::Relay::start(host.port);
+    std::fs::write(
+        client.ssh_dir().join("known_hosts"),
+        format!("{}\n", relay.known_hosts_line(&host)),
+    )?;
+    std::fs::create_dir_all(host.fs("/srv/app"))?;
+    let pb = write_playbook(
+        &client,
+        r#"
+[playbook]
+name = "netplan-unreachable"
+
+[[resource]]
+type = "netplan"
+path = "/etc/netplan/60-test.yaml"
+notify = ["apply-network"]
+network = { version = 2, ethernets = { fixertest0 = { dhcp4 = true } } }
+
+[[handler]]
+id = "apply-network"
+type = "command"
+run = "echo applied >> /srv/app/handler.log; sleep 2"
+"#,
+    );
+    let spec = format!("root@127.0.0.1:{}", relay.port);
+    let mut apply = std::process::Command::new(assert_cmd::cargo::cargo_bin("fixer"));
+    apply
+        .args([
+            "apply",
+            &pb.display().to_string(),
+            "--host",
+            &spec,
+            "--confirm-timeout",
+            "5",
+        ])
+        .env("HOME", client.home.path())
+        .env_remove("SSH_AUTH_SOCK")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = apply.spawn()?;
+    // The "network change" ran: from now on the host cannot be reached
+    // again, though the connection that made the change lives on.
+    wait_for("the handler", 30, || {
+        host.fs("/srv/app/handler.log").exists()
+    });
+    relay.refuse_new();
+    let out = child.wait_with_output()?;
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains("could not be confirmed") && stdout.contains("restores it by itself"),
+        "{stdout}"
+    );
+    wait_for("the host to restore itself", 30, || {
+        !host.fs("/etc/netplan/60-test.yaml").exists()
+            && std::fs::read_to_string(host.fs("/srv/app/handler.log"))
+                .is_ok_and(|t| t == "applied\napplied\n")
+    });
+    let run = runs(&host).pop().ok_or("no run recorded")?;
+    wait_for("the run to be marked", 10, || {
+        run.join("restored-by-host").exists()
+    });
+    Ok(())
+}
+
+#[test]
+fn remote_usage_errors_are_refused_before_connecting() -> TestResult {
+    let client = Client::new();
+    let pb = write_playbook(&client, PLAYBOOK);
+    let pbs = pb.display().to_string();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--host", "h1", "--root", "/tmp"],
+            "cannot be combined with remote hosts",
+        ),
+        (&["--host", "h1", "-i", "inv.toml"], "not both"),
+        (
+            &["--host", "h1", "--out", "x.plan"],
+            "plan --out is not supported for remote hosts",
+        ),
+        (
+            &["--host", "h1:notaport"],
+            "`notaport` is not a port number",
+        ),
+        (&["--host", "h1", "--forks", "0"], "--forks"),
+    ];
+    for (extra, expected) in cases {
+        let out = client
+            .fixer(&[&["plan", pbs.as_str()][..], extra].concat())
+            .output()?;
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert_ne!(out.status.code(), Some(0), "{extra:?}: {all}");
+        assert!(all.contains(expected), "{extra:?}: {all}");
+    }
+    // Something that is not an SSH server.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    std::thread::spawn(move || {
+        use std::io::Write as _;
+        for mut s in listener.incoming().map_while(Result::ok) {
+            let _ = s.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\n");
+        }
+    });
+    let out = client
+        .fixer(&["plan", &pbs, "--host", &format!("root@127.0.0.1:{port}")])
+        .output()?;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("SSH handshake with [127.0.0.1]"),
+        "{stdout}"
+    );
+    Ok(())
+}

@@ -357,9 +357,15 @@ impl Relay {
         }
     }
 
+    /// Refuse new connections; those open go on (a route that went away
+    /// for new flows only, as after a netplan change).
+    pub fn refuse_new(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Drop every connection now and refuse new ones.
     pub fn cut(&self) {
-        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.refuse_new();
         if let Ok(list) = self.conns.lock() {
             for s in list.iter() {
                 let _ = s.shutdown(std::net::Shutdown::Both);
