@@ -235,8 +235,8 @@ fn render(rows: &[Row]) -> String {
 
 const READING: &str = "\
 How to read it: per-resource time should not grow with N; a first apply is
-dominated by fsyncs (the file's own, the directory's, and two fsynced journal
-appends per change). Peak RSS of plan and apply should equal that of
+dominated by fsyncs (the file's own, the directory's, and one fsynced journal
+append per change). Peak RSS of plan and apply should equal that of
 `validate` at the same N: then nothing beyond the loaded playbook accumulates.
 The loaded playbook itself costs a few KiB per resource (the TOML tree with
 spans is kept until the resources are built). The floor moves between runs
@@ -246,6 +246,13 @@ with the disk's fsync latency, so compare ratios within one table.
 fn write_docs(table: &str) -> Result<()> {
     let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/benchmarks.md");
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    // The SSH fan-out has its own bench (fleet.rs, against ansible); its
+    // last results are repeated here so this page has every ratio.
+    let ssh = std::fs::read_to_string(docs.with_file_name("benchmarks-ssh.md"))
+        .map(|t| format!("#{t}"))
+        .unwrap_or_else(|_| {
+            "## SSH fan-out\n\nNot measured yet: `cargo bench --bench fleet`.\n".into()
+        });
     let text = format!(
         "# Benchmarks\n\n\
          ## Plan and apply of N `file` resources (local, `--root` on a tempdir)\n\n\
@@ -255,11 +262,11 @@ fn write_docs(table: &str) -> Result<()> {
          The floor is the same writes done in-process by a plain loop of write, fsync, \
          chmod and rename, measured in the same run, alternating with fixer. The \
          ratio is fixer's first apply over the floor: apply also journals each change \
-         (one fsynced append before and one after) and re-reads what it replaces. \
+         (one fsynced append before each change; commands get a second one after) and re-reads what it replaces. \
          `validate` only loads the playbook: the RSS of plan and apply beyond it is what \
          they hold while working.\n\n\
          Reproduce: `FIXER_BENCH_WRITE_DOCS=1 cargo bench --bench apply` \
-         (this table: {cores} cores).\n\n{table}\n{READING}"
+         (this table: {cores} cores).\n\n{table}\n{READING}\n{ssh}"
     );
     std::fs::write(docs, text)?;
     Ok(())
