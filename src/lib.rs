@@ -8,6 +8,7 @@
 
 pub mod apply;
 pub mod change;
+pub mod diagnose;
 pub mod error;
 pub mod host;
 pub mod inventory;

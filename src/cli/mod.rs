@@ -114,6 +114,15 @@ enum Command {
     Rollback { run: Option<String> },
     /// List the runs recorded on the target.
     History,
+    /// Name the playbook that fixes an error log, with the values it read.
+    Diagnose {
+        /// The log (output of go, git or ssh), or - for stdin.
+        log: PathBuf,
+        /// Read playbooks' [[symptom]]s from DIR (repeatable) instead of the
+        /// shipped playbooks and ~/.config/fixer/playbooks.
+        #[arg(long = "playbooks", value_name = "DIR")]
+        playbooks: Vec<PathBuf>,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -269,6 +278,7 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
                 run: run.as_deref(),
             },
             Command::History => remote::Job::History,
+            Command::Diagnose { .. } => return Err(no_target_for_diagnose()),
         };
         // Bad input fails here, before any host is contacted.
         if let remote::Job::Plan { playbook } | remote::Job::Apply { playbook, .. } = &job {
@@ -362,7 +372,50 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
             p.history(&store.runs()?, busy);
             Ok(0)
         }
+        Command::Diagnose { log, playbooks } => diagnose(g, log, playbooks, p),
     }
+}
+
+/// Diagnose reads a log on this machine and names playbooks: it never
+/// touches a target, so target options are refused rather than ignored.
+fn diagnose(g: &Global, log: &Path, dirs: &[PathBuf], p: &mut Printer) -> Result<u8, Error> {
+    if g.root.is_some() {
+        return Err(no_target_for_diagnose());
+    }
+    let (name, bytes) = if log == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut buf).map_err(|source| {
+            Error::Read {
+                path: PathBuf::from("-"),
+                source,
+            }
+        })?;
+        ("standard input".to_string(), buf)
+    } else {
+        let bytes = std::fs::read(log).map_err(|source| Error::Read {
+            path: log.to_path_buf(),
+            source,
+        })?;
+        (log.display().to_string(), bytes)
+    };
+    let catalog = if dirs.is_empty() {
+        let home = LocalHost::new(None).home().ok();
+        fixer::diagnose::Catalog::load(&fixer::diagnose::default_dirs(home.as_deref()), false)?
+    } else {
+        fixer::diagnose::Catalog::load(dirs, true)?
+    };
+    let log = fixer::diagnose::Log::parse(&bytes);
+    let diagnosis = fixer::diagnose::diagnose(&log, &catalog);
+    p.diagnosis(&name, &log, &diagnosis, &catalog);
+    Ok(0)
+}
+
+fn no_target_for_diagnose() -> Error {
+    Error::Usage(
+        "diagnose reads a log and touches no host: it takes no --root, --host or -i \
+         (give them to the `fixer plan` it suggests)"
+            .into(),
+    )
 }
 
 fn plan_and_print(

@@ -16,6 +16,8 @@ use fixer::playbook::{Masker, Playbook};
 
 use super::Format;
 
+mod diagnosis;
+
 const RED: &str = "\x1b[31m";
 const GREEN: &str = "\x1b[32m";
 const YELLOW: &str = "\x1b[33m";

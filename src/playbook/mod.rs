@@ -6,6 +6,7 @@
 //! `file:line:column` and the field.
 
 pub mod source;
+pub mod symptom;
 pub mod template;
 pub mod vars;
 
@@ -19,6 +20,7 @@ use toml::Spanned;
 use crate::error::Error;
 use crate::resource::{self, Build, Resource};
 use source::Source;
+pub use symptom::Symptom;
 use template::Renderer;
 pub use vars::{Masker, Overrides, Vars};
 
@@ -29,15 +31,6 @@ pub struct Declared {
     pub id: String,
     pub notify: Vec<String>,
     pub resource: Box<dyn Resource>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Symptom {
-    /// A regular expression; named captures become `--var` values.
-    pub pattern: String,
-    #[serde(default)]
-    pub description: Option<String>,
 }
 
 #[derive(Debug)]
@@ -132,13 +125,7 @@ impl Playbook {
         let renderer = Renderer::new(vars.data());
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
 
-        let symptoms = match doc.iter().find(|(k, _)| k.get_ref() == "symptom") {
-            Some((_, v)) => {
-                Vec::<Symptom>::deserialize(toml::de::ValueDeserializer::from(v.clone()))
-                    .map_err(|e| source.toml_error(&e, Some(&whole), ""))?
-            }
-            None => Vec::new(),
-        };
+        let symptoms = symptom::declare_all(&source, &whole, &vars)?;
 
         // Handlers first, so a resource's `notify` can be checked where it is written.
         let handlers = declare_all(&source, &whole, "handler", &dir, &renderer, &[])?;

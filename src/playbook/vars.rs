@@ -196,6 +196,15 @@ impl Vars {
         Ok(())
     }
 
+    pub fn contains(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+
+    /// Variables by name, with their current values.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Var)> {
+        self.map.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
     /// The data templates render against.
     pub fn data(&self) -> Value {
         Value::Object(

@@ -2,6 +2,7 @@
 //! tempdir roots. Nothing here touches this machine's /etc, /root or ~.
 
 mod apply;
+mod diagnose;
 mod failures;
 mod gotools;
 mod netplan;

@@ -130,6 +130,26 @@ fn git_ssh_rewrite() -> TestResult {
         sb.read(&format!("{HOME}/.gitconfig")),
         "[user]\n\tname = Kept\n"
     );
+    // The other way, for "Permission denied (publickey)": SSH URLs of the
+    // host are fetched over https.
+    sb.fixer(&[
+        "apply",
+        &pb,
+        "--var",
+        "via=https",
+        "--var",
+        "git_host=git.corp.example",
+    ])
+    .assert()
+    .success();
+    assert_eq!(
+        rewritten(&sb, "git@git.corp.example:acme/tool")?,
+        "https://git.corp.example/acme/tool"
+    );
+    assert_eq!(
+        rewritten(&sb, "https://git.corp.example/acme/tool")?,
+        "https://git.corp.example/acme/tool"
+    );
     Ok(())
 }
 
@@ -228,8 +248,9 @@ fn go_cache_permissions() -> TestResult {
         .stdout(contains(
             "/home/deploy/go/pkg/mod/example.com/m@v1.0.0/m.go: owner 0 -> 1500, group 0 -> 1500",
         ))
-        .stdout(contains("remove /home/deploy/.cache/go-build"));
-    // No caches at all: nothing to do, not an error.
+        .stdout(contains("remove /home/deploy/.cache/go-build/ab"));
+    // No caches at all: the module cache is skipped, not an error, and the
+    // build cache is created for the user (go could not create it).
     let empty = Sandbox::new();
     empty.file("/etc/passwd", "deploy:x:1500:1500::/home/deploy:/bin/sh\n");
     empty.file("/etc/group", "deploy:x:1500:\n");
@@ -237,7 +258,8 @@ fn go_cache_permissions() -> TestResult {
         .fixer(&[&["plan", &pb][..], &args].concat())
         .assert()
         .success()
-        .stdout(contains("skipped: /home/deploy/go/pkg/mod does not exist"));
+        .stdout(contains("skipped: /home/deploy/go/pkg/mod does not exist"))
+        .stdout(contains("/home/deploy/.cache/go-build"));
     if !is_root() {
         assert!(
             std::env::var("CI").is_err(),
@@ -252,8 +274,31 @@ fn go_cache_permissions() -> TestResult {
     let t = sb.tree();
     let f = &t["/home/deploy/go/pkg/mod/example.com/m@v1.0.0/m.go"];
     assert_eq!((f.uid, f.gid, f.mode), (1500, 1500, 0o444));
-    assert!(!sb.exists("/home/deploy/.cache/go-build"));
+    let cache = &t["/home/deploy/.cache/go-build"];
+    assert_eq!((cache.uid, cache.gid, cache.mode), (1500, 1500, 0o755));
+    assert!(!sb.exists("/home/deploy/.cache/go-build/ab"));
+    sb.fixer(&[&["apply", &pb][..], &args].concat())
+        .assert()
+        .success()
+        .stdout(contains("No changes"));
     sb.fixer(&["rollback"]).assert().success();
     assert_eq!(sb.tree(), before);
+
+    // HOME=/ in a container: "failed to initialize build cache at
+    // /.cache/go-build: mkdir /.cache: permission denied".
+    empty
+        .fixer(
+            &[
+                &["apply", &pb][..],
+                &args,
+                &["--var", "gocache=/.cache/go-build"],
+            ]
+            .concat(),
+        )
+        .assert()
+        .success();
+    let t = empty.tree();
+    let cache = &t["/.cache/go-build"];
+    assert_eq!((cache.uid, cache.gid), (1500, 1500));
     Ok(())
 }

@@ -1,0 +1,132 @@
+//! `[[symptom]]`: what an error log looks like when this playbook is the
+//! fix. `fixer diagnose` knows only what playbooks declare here.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
+
+use super::source::Source;
+use super::vars::Vars;
+use crate::error::Error;
+
+/// Confidence of a symptom that does not declare one.
+pub const DEFAULT_CONFIDENCE: f64 = 0.5;
+
+#[derive(Debug, Clone)]
+pub struct Symptom {
+    /// The regular expression as written.
+    pub pattern: String,
+    pub regex: regex::Regex,
+    pub description: Option<String>,
+    /// A short name for the kind of failure (`dns`, `private_module`).
+    pub category: Option<String>,
+    /// How sure a match makes us that this playbook is the fix, in (0, 1].
+    pub confidence: f64,
+    /// Fixed `--var` values this symptom implies, besides its captures.
+    pub vars: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decl {
+    pattern: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    category: Option<String>,
+    #[serde(default)]
+    confidence: Option<f64>,
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
+}
+
+/// Read and check every `[[symptom]]`: the pattern compiles, its named
+/// captures and its `vars` are variables of the playbook.
+pub(super) fn declare_all(
+    source: &Source,
+    whole: &DeTable<'_>,
+    vars: &Vars,
+) -> Result<Vec<Symptom>, Error> {
+    let mut out = Vec::new();
+    for (i, item) in super::array_of_tables(source, whole, "symptom")?
+        .into_iter()
+        .enumerate()
+    {
+        let prefix = format!("symptom[{i}]");
+        let DeValue::Table(table) = item.get_ref() else {
+            return Err(source.error(&item.span(), Some(prefix), "expected a table"));
+        };
+        let at = |key: &str| {
+            table
+                .iter()
+                .find(|(k, _)| k.get_ref() == key)
+                .map_or(item.span(), |(_, v)| v.span())
+        };
+        let decl = Decl::deserialize(toml::de::ValueDeserializer::from(item.clone()))
+            .map_err(|e| source.toml_error(&e, Some(whole), ""))?;
+        let regex = regex::RegexBuilder::new(&decl.pattern)
+            .size_limit(1 << 22)
+            .build()
+            .map_err(|e| {
+                source.error(
+                    &at("pattern"),
+                    Some(format!("{prefix}.pattern")),
+                    format!("not a valid regular expression: {e}"),
+                )
+            })?;
+        for name in regex.capture_names().flatten() {
+            if !vars.contains(name) {
+                return Err(source.error(
+                    &at("pattern"),
+                    Some(format!("{prefix}.pattern")),
+                    format!(
+                        "the capture `{name}` is not a variable of this playbook: \
+                         declare it in [vars] (captures become --var values)"
+                    ),
+                ));
+            }
+        }
+        if let Some(name) = decl.vars.keys().find(|k| !vars.contains(k)) {
+            return Err(source.error(
+                &at("vars"),
+                Some(format!("{prefix}.vars.{name}")),
+                format!("`{name}` is not a variable of this playbook"),
+            ));
+        }
+        let captures: Vec<&str> = regex.capture_names().flatten().collect();
+        for (name, value) in &decl.vars {
+            let mut rest = value.as_str();
+            while let Some((_, after)) = rest.split_once("{{") {
+                let (used, tail) = after.split_once("}}").unwrap_or((after, ""));
+                if !captures.contains(&used) {
+                    return Err(source.error(
+                        &at("vars"),
+                        Some(format!("{prefix}.vars.{name}")),
+                        format!(
+                            "`{{{{{used}}}}}` is not a named capture of this symptom's pattern"
+                        ),
+                    ));
+                }
+                rest = tail;
+            }
+        }
+        let confidence = decl.confidence.unwrap_or(DEFAULT_CONFIDENCE);
+        if !(confidence > 0.0 && confidence <= 1.0) {
+            return Err(source.error(
+                &at("confidence"),
+                Some(format!("{prefix}.confidence")),
+                format!("confidence must be more than 0 and at most 1, not {confidence}"),
+            ));
+        }
+        out.push(Symptom {
+            pattern: decl.pattern,
+            regex,
+            description: decl.description,
+            category: decl.category,
+            confidence,
+            vars: decl.vars,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,612 @@
+//! `fixer diagnose` on real error logs (tests/data/diagnose: each file
+//! names its source, the fix that worked and its category), on the same
+//! logs as a terminal or a web page would mangle them, and on playbooks a
+//! user adds.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use super::support::{stderr_of, stdout_of};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/diagnose")
+}
+
+fn shipped() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks")
+}
+
+/// The playbook that answers each category (the diagnose issue); `None`:
+/// the answer must be "no known remedy".
+fn expected_playbook(category: &str) -> Result<Option<&'static str>, String> {
+    Ok(match category {
+        "proxy_unreachable" => Some("go-proxy-mirror"),
+        "private_module" => Some("go-private-modules"),
+        "git_auth" => Some("git-ssh-rewrite"),
+        "checksum_mismatch" => Some("go-clean-modcache"),
+        "missing_go_sum" => Some("go-mod-tidy"),
+        "cache_permission" => Some("go-cache-permissions"),
+        "dns" => Some("netplan-static-dns"),
+        // Every real case's fix was a tag, a commit or a go flag: nothing a
+        // host playbook changes. diagnose shows the lines, names no remedy.
+        "unknown_revision" | "other" => None,
+        other => return Err(format!("unknown category `{other}`")),
+    })
+}
+
+struct Case {
+    path: PathBuf,
+    category: String,
+    /// The log as posted, without the corpus header.
+    log: String,
+}
+
+fn corpus() -> Result<Vec<Case>, Box<dyn std::error::Error>> {
+    let mut cases = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus_dir())?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    files.retain(|p| p.extension().is_some_and(|x| x == "txt"));
+    files.sort();
+    for path in files {
+        let text = std::fs::read_to_string(&path)?;
+        let mut category = None;
+        let mut body = Vec::new();
+        for line in text.split_inclusive('\n') {
+            match line.strip_prefix("# category:") {
+                Some(c) => category = Some(c.trim().to_string()),
+                None if body.is_empty()
+                    && (line.starts_with("# source:") || line.starts_with("# fix:")) => {}
+                None => body.push(line),
+            }
+        }
+        let category = category.ok_or(format!("{}: no # category:", path.display()))?;
+        cases.push(Case {
+            path,
+            category,
+            log: body.concat(),
+        });
+    }
+    Ok(cases)
+}
+
+/// `fixer diagnose ARGS` with HOME in `home` (no user playbooks unless a
+/// test puts some there).
+fn diagnose(home: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("fixer"));
+    cmd.arg("diagnose")
+        .args(args)
+        .env("HOME", home)
+        .env_remove("XDG_CONFIG_HOME")
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+fn json_of(home: &Path, log: &Path, extra: &[&str]) -> Result<Value, Box<dyn std::error::Error>> {
+    let log = log.display().to_string();
+    let out = diagnose(
+        home,
+        &[&[log.as_str(), "--format", "json"][..], extra].concat(),
+    )
+    .output()?;
+    if out.status.code() != Some(0) {
+        return Err(format!("exit {:?}: {}", out.status.code(), stderr_of(&out)).into());
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn top(v: &Value) -> Option<&str> {
+    v["remedies"][0]["playbook"].as_str()
+}
+
+/// Logs whose right answer cannot be read from the log: the same lines
+/// mean something else in other cases. diagnose gives the answer below,
+/// and this list says so rather than pretending otherwise.
+const KNOWN_MISSES: [(&str, Option<&str>, &str); 4] = [
+    (
+        "34_dns_bad-resolver-403-xml-error.txt",
+        None,
+        "the log shows only an HTTP 403 and an XML error, nothing of DNS",
+    ),
+    (
+        "35_dns_opendns-tls-handshake-timeout.txt",
+        None,
+        "a TLS handshake timeout to golang.org (not a module proxy); the resolver was the cause",
+    ),
+    (
+        "40_other_public-dep-terminal-prompts.txt",
+        Some("go-private-modules"),
+        "\"terminal prompts disabled\" for github.com, exactly as for a private module",
+    ),
+    (
+        "41_other_sumdb-410-malformed-file-path.txt",
+        Some("go-private-modules"),
+        "sum.golang.org answers 410 Gone, exactly as for a private module",
+    ),
+];
+
+#[test]
+fn every_corpus_log_gets_the_playbook_of_its_category() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let dir = tempfile::tempdir()?;
+    let cases = corpus()?;
+    assert!(cases.len() >= 7, "the corpus has {} logs", cases.len());
+    let mut wrong = Vec::new();
+    for case in &cases {
+        let file = case.path.file_name().and_then(|f| f.to_str()).unwrap_or("");
+        let want = match KNOWN_MISSES.iter().find(|(f, _, _)| *f == file) {
+            Some((_, answer, _)) => *answer,
+            None => expected_playbook(&case.category)?,
+        };
+        // The log alone: the corpus header names the fix.
+        let log = dir.path().join(file);
+        std::fs::write(&log, &case.log)?;
+        let v = json_of(home.path(), &log, &[])?;
+        if top(&v) != want {
+            wrong.push(format!(
+                "{}: {} expected {want:?}, got {:?}",
+                case.path.display(),
+                case.category,
+                v["remedies"]
+                    .as_array()
+                    .map(|r| r.iter().map(|r| r["playbook"].clone()).collect::<Vec<_>>())
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    for (file, _, _) in KNOWN_MISSES {
+        assert!(corpus_dir().join(file).is_file(), "{file} is gone");
+    }
+    Ok(())
+}
+
+/// The same logs as they reach us in practice: CRLF line ends, ANSI colours,
+/// hard-wrapped by a narrow terminal, or re-flowed at word boundaries by a
+/// web page. Derived from the real logs, so the answer must not change.
+#[test]
+fn mangled_logs_get_the_same_answer_and_values() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let dir = tempfile::tempdir()?;
+    for case in corpus()? {
+        let clean = dir.path().join("clean.log");
+        std::fs::write(&clean, &case.log)?;
+        let want = json_of(home.path(), &clean, &[])?;
+        let variants: [(&str, String); 4] = [
+            ("crlf", case.log.replace('\n', "\r\n")),
+            (
+                "ansi",
+                case.log
+                    .lines()
+                    .map(|l| format!("\x1b[1;31m{l}\x1b[0m\x1b]0;title\x07\n"))
+                    .collect(),
+            ),
+            ("terminal wrap", wrap_chars(&case.log, 60)),
+            ("word wrap", wrap_words(&case.log, 50)),
+        ];
+        for (name, text) in variants {
+            let p = dir.path().join("mangled.log");
+            std::fs::write(&p, text)?;
+            let got = json_of(home.path(), &p, &[])?;
+            assert_eq!(
+                top(&got),
+                top(&want),
+                "{} ({name}): {got}",
+                case.path.display()
+            );
+            assert_eq!(
+                got["remedies"][0]["vars"],
+                want["remedies"][0]["vars"],
+                "{} ({name})",
+                case.path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn wrap_chars(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let chars: Vec<char> = line.chars().collect();
+        if chars.is_empty() {
+            out.push('\n');
+        }
+        for chunk in chars.chunks(width) {
+            out.extend(chunk);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn wrap_words(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut len = 0;
+        for (i, word) in line.split(' ').enumerate() {
+            if i > 0 && len + word.len() > width {
+                out.push('\n');
+                len = 0;
+            } else if i > 0 {
+                out.push(' ');
+                len += 1;
+            }
+            out.push_str(word);
+            len += word.len();
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn case(name: &str) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    let p = corpus_dir().join(name);
+    if !p.is_file() {
+        return Err(format!("{} is missing", p.display()).into());
+    }
+    Ok(p)
+}
+
+#[test]
+fn values_read_from_the_log_fill_the_suggested_command() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let v = json_of(home.path(), &case("07_dns.txt")?, &[])?;
+    let r = &v["remedies"][0];
+    assert_eq!(r["vars"]["check_host"], "proxy.golang.org");
+    assert_eq!(r["category"], "dns");
+    assert_eq!(
+        r["command"],
+        format!(
+            "fixer plan {}/netplan-static-dns.toml --var check_host=proxy.golang.org",
+            shipped().display()
+        )
+    );
+    // The evidence is the line that matched, by its number in the file.
+    assert_eq!(r["evidence"][0]["line"], 5);
+
+    let v = json_of(home.path(), &case("05_checksum_mismatch.txt")?, &[])?;
+    assert_eq!(
+        v["remedies"][0]["vars"]["module"],
+        "github.com/gen2brain/go-fitz"
+    );
+    let v = json_of(home.path(), &case("03_private_module.txt")?, &[])?;
+    assert_eq!(v["remedies"][0]["vars"]["private_host"], "github.com");
+    // Two symptoms agree: more confident than either alone.
+    assert!(v["remedies"][0]["confidence"].as_f64() > Some(0.9), "{v}");
+    let v = json_of(home.path(), &case("04_git_auth.txt")?, &[])?;
+    assert_eq!(v["remedies"][0]["vars"]["via"], "https");
+    assert_eq!(v["remedies"][0]["vars"]["git_host"], "github.com");
+    Ok(())
+}
+
+#[test]
+fn a_quoted_value_survives_the_shell() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("log");
+    std::fs::write(
+        &log,
+        "go: writing stat cache: open /srv/o'neil$(id)/go/pkg/mod/cache/x: permission denied\n",
+    )?;
+    let v = json_of(home.path(), &log, &[])?;
+    let command = v["remedies"][0]["command"]
+        .as_str()
+        .ok_or("no command")?
+        .to_string();
+    assert!(command.contains(" --var 'gomodcache="), "{command}");
+    // The shell hands `--var` exactly the value read from the log.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "set -- {}; for a; do printf '%s\\n' \"$a\"; done",
+            command.trim_start_matches("fixer ")
+        ))
+        .output()?;
+    assert!(
+        stdout_of(&out).contains("gomodcache=/srv/o'neil$(id)/go/pkg/mod\n"),
+        "{}",
+        stdout_of(&out)
+    );
+    Ok(())
+}
+
+#[test]
+fn an_unknown_error_gets_no_known_remedy_and_what_was_read() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("build.log");
+    std::fs::write(
+        &log,
+        "go: downloading example.com/x v1.0.0\n./main.go:7:2: undefined: fmt.Printn\nnote: module requires Go 1.22\n",
+    )?;
+    let out = diagnose(home.path(), &[&log.display().to_string()]).output()?;
+    let stdout = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.starts_with("No known remedy"), "{stdout}");
+    assert!(
+        stdout.contains("line 2: ./main.go:7:2: undefined: fmt.Printn"),
+        "{stdout}"
+    );
+    let v = json_of(home.path(), &log, &[])?;
+    assert_eq!(v["remedies"], serde_json::json!([]));
+    assert_eq!(v["lines"], 3);
+    Ok(())
+}
+
+#[test]
+fn text_output_names_playbook_evidence_and_command() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let out = diagnose(
+        home.path(),
+        &[&case("07_dns.txt")?.display().to_string(), "--playbooks"],
+    )
+    .arg(shipped())
+    .output()?;
+    let text = stdout_of(&out)
+        .replace(&corpus_dir().display().to_string(), "[CORPUS]")
+        .replace(&shipped().display().to_string(), "[PLAYBOOKS]");
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    insta::assert_snapshot!("diagnose_dns", text);
+    Ok(())
+}
+
+#[test]
+fn reads_stdin() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let mut child = diagnose(home.path(), &["-", "--format", "json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().ok_or("no stdin")?;
+        stdin
+            .write_all(b"missing go.sum entry for module providing package golang.org/x/text\n")?;
+    }
+    let out = child.wait_with_output()?;
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(top(&v), Some("go-mod-tidy"));
+    assert_eq!(v["log"], "standard input");
+    Ok(())
+}
+
+const USER_PLAYBOOK: &str = r#"
+[playbook]
+name = "vault-token"
+description = "Renew the vault token file"
+
+[vars]
+vault_addr = "https://vault.example"
+
+[[symptom]]
+category = "vault"
+pattern = 'vault: permission denied talking to (?P<vault_addr>https://\S+)'
+confidence = 0.9
+
+[[resource]]
+type = "file"
+path = "/etc/vault-agent/token"
+content = "renew\n"
+"#;
+
+#[test]
+fn playbooks_a_user_adds_are_known_without_code() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("log");
+    std::fs::write(
+        &log,
+        "Error: vault: permission denied talking to https://vault.corp:8200\n",
+    )?;
+    // Not known before...
+    let v = json_of(home.path(), &log, &[])?;
+    assert_eq!(top(&v), None, "{v}");
+    // ...known once in ~/.config/fixer/playbooks, next to the shipped ones.
+    let user_dir = home.path().join(".config/fixer/playbooks");
+    std::fs::create_dir_all(&user_dir)?;
+    std::fs::write(user_dir.join("vault.toml"), USER_PLAYBOOK)?;
+    let v = json_of(home.path(), &log, &[])?;
+    assert_eq!(top(&v), Some("vault-token"), "{v}");
+    assert_eq!(
+        v["remedies"][0]["vars"]["vault_addr"],
+        "https://vault.corp:8200"
+    );
+    assert!(v["playbooks"].as_u64() > Some(1), "{v}");
+    // --playbooks replaces the default directories.
+    let only = dir.path().join("only");
+    std::fs::create_dir_all(&only)?;
+    std::fs::write(only.join("vault.toml"), USER_PLAYBOOK)?;
+    let v = json_of(
+        home.path(),
+        &case("07_dns.txt")?,
+        &["--playbooks", &only.display().to_string()],
+    )?;
+    assert_eq!(top(&v), None, "{v}");
+    assert_eq!(v["playbooks"], 1);
+    Ok(())
+}
+
+#[test]
+fn a_broken_user_playbook_is_reported_and_the_others_still_answer() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let user_dir = home.path().join(".config/fixer/playbooks");
+    std::fs::create_dir_all(&user_dir)?;
+    std::fs::write(
+        user_dir.join("broken.toml"),
+        "[playbook]\nname = \"broken\"\n\n[[symptom]]\npattern = 'unclosed (group'\n",
+    )?;
+    let out = diagnose(
+        home.path(),
+        &[&case("06_missing_go_sum.txt")?.display().to_string()],
+    )
+    .output()?;
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = stderr_of(&out);
+    assert!(
+        stderr.contains("broken.toml:5:") && stderr.contains("symptom[0].pattern"),
+        "{stderr}"
+    );
+    assert!(
+        stdout_of(&out).contains("1. go-mod-tidy"),
+        "{}",
+        stdout_of(&out)
+    );
+    Ok(())
+}
+
+#[test]
+fn bad_symptoms_are_refused_with_file_line_and_field() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let cases = [
+        (
+            "pattern = 'a(b'",
+            8,
+            "symptom[0].pattern",
+            "not a valid regular expression",
+        ),
+        (
+            "pattern = '(?P<nope>x)'",
+            8,
+            "symptom[0].pattern",
+            "the capture `nope` is not a variable",
+        ),
+        (
+            "pattern = 'x'\nconfidence = 1.5",
+            9,
+            "symptom[0].confidence",
+            "at most 1",
+        ),
+        (
+            "pattern = 'x'\nvars = { nope = \"1\" }",
+            9,
+            "symptom[0].vars.nope",
+            "not a variable",
+        ),
+        (
+            "pattern = '(?P<host>x)'\nvars = { host = \"{{user}}\" }",
+            9,
+            "symptom[0].vars.host",
+            "not a named capture",
+        ),
+        ("pattern = 'x'\nweight = 2", 9, "weight", "unknown field"),
+    ];
+    for (body, line, field, message) in cases {
+        let pb = dir.path().join("pb.toml");
+        std::fs::write(
+            &pb,
+            format!("[playbook]\nname = \"t\"\n\n[vars]\nhost = \"h\"\n\n[[symptom]]\n{body}\n"),
+        )?;
+        let out = Command::new(assert_cmd::cargo::cargo_bin("fixer"))
+            .args(["validate", &pb.display().to_string()])
+            .output()?;
+        let stderr = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{body}: {stderr}");
+        assert!(
+            stderr.contains(&format!("pb.toml:{line}:")),
+            "{body}: {stderr}"
+        );
+        assert!(
+            stderr.contains(field) && stderr.contains(message),
+            "{body}: {stderr}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn usage_errors() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let log = case("07_dns.txt")?.display().to_string();
+    let missing = home.path().join("nope");
+    let cases: [(Vec<String>, &str); 4] = [
+        (
+            vec!["/nonexistent/build.log".into()],
+            "/nonexistent/build.log",
+        ),
+        (
+            vec![
+                log.clone(),
+                "--playbooks".into(),
+                missing.display().to_string(),
+            ],
+            "nope",
+        ),
+        (
+            vec![log.clone(), "--host".into(), "web1".into()],
+            "touches no host",
+        ),
+        (
+            vec![log.clone(), "--root".into(), "/tmp".into()],
+            "touches no host",
+        ),
+    ];
+    for (args, expected) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = diagnose(home.path(), &args).output()?;
+        let stderr = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    Ok(())
+}
+
+/// docs/symptoms.md is generated from the shipped playbooks so it cannot
+/// drift: `FIXER_UPDATE_DOCS=1 cargo test symptom_docs` rewrites it.
+#[test]
+fn symptom_docs_match_the_shipped_playbooks() -> TestResult {
+    let catalog = fixer::diagnose::Catalog::load(&[shipped()], true)?;
+    assert!(catalog.skipped.is_empty(), "{:?}", catalog.skipped);
+    let mut md = String::from(
+        "# Symptoms the shipped playbooks cover\n\n\
+         What `fixer diagnose` recognises, playbook by playbook: each row is one \
+         `[[symptom]]` (docs/playbook.md). Generated from `playbooks/*.toml`; \
+         refresh with `FIXER_UPDATE_DOCS=1 cargo test symptom_docs`.\n",
+    );
+    let mut playbooks: Vec<_> = catalog.playbooks.iter().collect();
+    playbooks.sort_by(|a, b| a.name.cmp(&b.name));
+    for pb in playbooks {
+        md.push_str(&format!(
+            "\n## {}\n\n{}\n\n",
+            pb.name,
+            pb.description.as_deref().unwrap_or("")
+        ));
+        if pb.symptoms.is_empty() {
+            md.push_str("No symptoms: diagnose never suggests it.\n");
+            continue;
+        }
+        md.push_str(
+            "| category | confidence | meaning | pattern | sets |\n|---|---|---|---|---|\n",
+        );
+        for s in &pb.symptoms {
+            let mut sets: Vec<String> = s
+                .regex
+                .capture_names()
+                .flatten()
+                .map(|n| format!("`{n}` (read)"))
+                .collect();
+            sets.extend(s.vars.iter().map(|(k, v)| format!("`{k}={v}`")));
+            md.push_str(&format!(
+                "| {} | {} | {} | `{}` | {} |\n",
+                s.category.as_deref().unwrap_or(""),
+                s.confidence,
+                s.description.as_deref().unwrap_or(""),
+                s.pattern.replace('|', "\\|"),
+                sets.join(", ")
+            ));
+        }
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/symptoms.md");
+    if std::env::var_os("FIXER_UPDATE_DOCS").is_some() {
+        std::fs::write(&path, &md)?;
+    }
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        current == md,
+        "docs/symptoms.md is out of date: FIXER_UPDATE_DOCS=1 cargo test symptom_docs"
+    );
+    Ok(())
+}
