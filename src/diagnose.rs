@@ -9,36 +9,113 @@ use std::path::{Path, PathBuf};
 use crate::error::Error;
 use crate::playbook::{Overrides, Playbook, Symptom};
 
-/// How many physical lines a wrapped message may span.
-const MAX_WRAP: usize = 8;
-/// A match that needed wrapped lines rejoined counts for a little less.
+/// How many lines a re-flowed message may span.
+const MAX_REFLOW: usize = 8;
+/// A match that needed re-flowed lines rejoined counts for a little less:
+/// the join may bridge two separate messages.
 const REJOINED: f64 = 0.9;
+/// Logs narrower than this are not taken for terminal-wrapped.
+const NARROWEST_TERMINAL: usize = 40;
 
 /// An error log, cleaned for matching.
 pub struct Log {
+    /// What a terminal showed of each line of the file.
     lines: Vec<String>,
-    /// The longest line, in characters: a terminal's width when the log
-    /// was hard-wrapped.
-    width: usize,
+    /// Messages: a run of full-width lines joined with the line that ends
+    /// it when the log was wrapped by a terminal, else one line each. Each
+    /// keeps the file index of its lines' starts.
+    logical: Vec<Logical>,
+}
+
+struct Logical {
+    text: String,
+    /// (byte offset in `text`, index of the file line starting there)
+    starts: Vec<(usize, usize)>,
+}
+
+impl Logical {
+    /// The file line (0-based) holding byte `at` of the text.
+    fn line_at(&self, at: usize) -> usize {
+        self.starts
+            .iter()
+            .rev()
+            .find(|(offset, _)| *offset <= at)
+            .map_or(0, |(_, line)| *line)
+    }
+}
+
+/// Display columns of a line (tabs to the next multiple of 8).
+fn columns(line: &str) -> usize {
+    line.chars().fold(
+        0,
+        |col, c| if c == '\t' { col / 8 * 8 + 8 } else { col + 1 },
+    )
 }
 
 impl Log {
-    /// Clean raw bytes: invalid UTF-8 replaced, ANSI escapes removed, CRLF
-    /// and bare CR (progress redraws) turned into line ends.
+    /// Clean raw bytes the way a terminal shows them: invalid UTF-8 and
+    /// control characters replaced, escape sequences removed, and of a
+    /// line redrawn with carriage returns (progress) only its last state.
+    /// Line numbers stay those of the file.
     pub fn parse(bytes: &[u8]) -> Log {
         let text = String::from_utf8_lossy(bytes);
         let text = strip_ansi(&text);
-        let text = text.replace("\r\n", "\n").replace('\r', "\n");
-        let lines: Vec<String> = text.lines().map(str::to_string).collect();
-        let width = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0);
-        Log { lines, width }
+        let lines: Vec<String> = text
+            .split('\n')
+            .map(|raw| {
+                let raw = raw.strip_suffix('\r').unwrap_or(raw);
+                let shown = raw.rsplit('\r').find(|part| !part.is_empty()).unwrap_or("");
+                shown
+                    .chars()
+                    .map(|c| {
+                        if c.is_control() && c != '\t' {
+                            '\u{fffd}'
+                        } else {
+                            c
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut lines = lines;
+        if lines.last().is_some_and(String::is_empty) {
+            lines.pop();
+        }
+        let logical = Self::unwrap(&lines);
+        Log { lines, logical }
+    }
+
+    /// Terminal wrap: when at least two lines are exactly as wide as the
+    /// widest, those are cut lines; each run of them continues on the next
+    /// line.
+    fn unwrap(lines: &[String]) -> Vec<Logical> {
+        let width = lines.iter().map(|l| columns(l)).max().unwrap_or(0);
+        let full = |l: &String| columns(l) == width;
+        let wrapped = width >= NARROWEST_TERMINAL && lines.iter().filter(|l| full(l)).count() >= 2;
+        let mut out: Vec<Logical> = Vec::new();
+        let mut open = false;
+        for (i, line) in lines.iter().enumerate() {
+            match out.last_mut() {
+                Some(last) if open => {
+                    last.starts.push((last.text.len(), i));
+                    last.text.push_str(line);
+                }
+                _ => out.push(Logical {
+                    text: line.clone(),
+                    starts: vec![(0, i)],
+                }),
+            }
+            open = wrapped && full(line);
+        }
+        out
     }
 
     pub fn line_count(&self) -> usize {
         self.lines.len()
     }
 
-    /// Lines that look like errors (for "no known remedy": what was read).
+    /// Lines that look like errors, for "no known remedy": what was read.
+    /// Presentation only; no remedy is inferred from these words.
     pub fn error_lines(&self, max: usize) -> Vec<(usize, &str)> {
         static WORDS: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
             regex::Regex::new(
@@ -49,63 +126,74 @@ impl Log {
         let Some(words) = WORDS.as_ref() else {
             return Vec::new();
         };
-        self.lines
+        let matching: Vec<(usize, &str)> = self
+            .lines
             .iter()
             .enumerate()
             .filter(|(_, l)| words.is_match(l))
-            .take(max)
             .map(|(i, l)| (i + 1, l.trim_end()))
-            .collect()
+            .collect();
+        // The last ones: go and git end with the cause.
+        matching[matching.len().saturating_sub(max)..].to_vec()
     }
 
-    /// The first match of `symptom`: on one line if it can, else on up to
-    /// [`MAX_WRAP`] consecutive lines rejoined, as they were before a
-    /// terminal wrapped them (joined as they are) or a web page re-flowed
-    /// them at word boundaries (joined by a space).
+    /// The first match of `symptom`: in one message if it can (a line, or
+    /// lines a terminal wrapped), else on up to [`MAX_REFLOW`] lines
+    /// joined by spaces, as they were before a web page or a mail re-flowed
+    /// them at word boundaries.
     fn find(&self, symptom: &Symptom) -> Option<Found> {
-        for (i, line) in self.lines.iter().enumerate() {
-            if let Some(c) = symptom.regex.captures(line) {
-                if let Some(found) = c.get(0).and_then(|m| self.unwrap(symptom, i, &m)) {
-                    return Some(found);
-                }
-                return Some(Found::new(&c, &symptom.regex, i, line.trim_end(), 1.0));
+        for message in &self.logical {
+            if let Some(c) = symptom.regex.captures(&message.text) {
+                let at = c.get(0).map_or(0, |m| m.start());
+                return Some(Found::new(
+                    &c,
+                    &symptom.regex,
+                    message.line_at(at),
+                    message.text.trim_end(),
+                    1.0,
+                ));
             }
         }
+        if let Some(found) = self.find_across_one_wrap(symptom) {
+            return Some(found);
+        }
+        // Re-flow is undone on the file's lines: a terminal-wrap join of
+        // lines that were in fact re-flowed would have glued two words.
         for i in 0..self.lines.len().saturating_sub(1) {
-            let window = &self.lines[i..(i + MAX_WRAP).min(self.lines.len())];
-            for separator in ["", " "] {
-                // Where each line starts in the joined text.
-                let mut starts = Vec::with_capacity(window.len());
-                let mut joined = String::new();
-                for (n, line) in window.iter().enumerate() {
-                    if n > 0 {
-                        joined.push_str(separator);
-                    }
-                    starts.push(joined.len());
-                    joined.push_str(if separator.is_empty() {
-                        line
-                    } else {
-                        line.trim()
-                    });
+            let window = self.lines.get(i..(i + MAX_REFLOW).min(self.lines.len()))?;
+            let mut joined = Logical {
+                text: String::new(),
+                starts: Vec::new(),
+            };
+            for (n, line) in window.iter().enumerate() {
+                if n > 0 {
+                    joined.text.push(' ');
                 }
-                if let Some(c) = symptom.regex.captures(&joined) {
-                    let (at, end) = c.get(0).map_or((0, 0), |m| (m.start(), m.end()));
-                    let first = starts.iter().rposition(|s| *s <= at).unwrap_or(0);
-                    let from = starts.get(first).copied().unwrap_or(0);
-                    // Up to the end of the line where the match ends.
-                    let to = starts
-                        .iter()
-                        .copied()
-                        .find(|s| *s > end)
-                        .map_or(joined.len(), |s| s - separator.len());
-                    return Some(Found::new(
-                        &c,
-                        &symptom.regex,
-                        i + first,
-                        joined.get(from..to).unwrap_or(&joined),
-                        REJOINED,
-                    ));
-                }
+                joined.starts.push((joined.text.len(), i + n));
+                joined.text.push_str(line.trim());
+            }
+            if let Some(c) = symptom.regex.captures(&joined.text) {
+                let (at, end) = c.get(0).map_or((0, 0), |m| (m.start(), m.end()));
+                // The evidence: from the line where the match starts to the
+                // end of the one where it ends.
+                let from = joined
+                    .starts
+                    .iter()
+                    .rev()
+                    .find(|(o, _)| *o <= at)
+                    .map_or(0, |(o, _)| *o);
+                let to = joined
+                    .starts
+                    .iter()
+                    .find(|(o, _)| *o > end)
+                    .map_or(joined.text.len(), |(o, _)| o.saturating_sub(1));
+                return Some(Found::new(
+                    &c,
+                    &symptom.regex,
+                    joined.line_at(at),
+                    joined.text.get(from..to).unwrap_or(&joined.text),
+                    REJOINED,
+                ));
             }
         }
         None
@@ -113,49 +201,51 @@ impl Log {
 }
 
 impl Log {
-    /// A match that touches the start of line `i` after full-width lines,
-    /// or its end when line `i` is full width, may have lost part of itself
-    /// to a terminal's wrap: match again on those lines joined.
-    fn unwrap(&self, symptom: &Symptom, i: usize, m: &regex::Match<'_>) -> Option<Found> {
-        const NARROWEST_TERMINAL: usize = 40;
-        if self.width < NARROWEST_TERMINAL {
+    /// A log with a single wrapped line cannot be told from one whose
+    /// longest line is just long, so its widest lines were not joined in
+    /// advance. When nothing else matched, try each widest line joined with
+    /// the next, keeping only a match that crosses the cut.
+    fn find_across_one_wrap(&self, symptom: &Symptom) -> Option<Found> {
+        let width = self.lines.iter().map(|l| columns(l)).max().unwrap_or(0);
+        if width < NARROWEST_TERMINAL {
             return None;
         }
-        let full = |n: usize| {
-            self.lines
-                .get(n)
-                .is_some_and(|l| l.chars().count() == self.width)
-        };
-        let (mut first, mut last) = (i, i);
-        if m.start() == 0 {
-            while first > 0 && i - first < MAX_WRAP && full(first - 1) {
-                first -= 1;
+        for (i, pair) in self.lines.windows(2).enumerate() {
+            let [line, next] = pair else { continue };
+            if columns(line) != width {
+                continue;
+            }
+            let joined = format!("{line}{next}");
+            let Some(c) = symptom.regex.captures(&joined) else {
+                continue;
+            };
+            if c.get(0)
+                .is_some_and(|m| m.start() < line.len() && m.end() > line.len())
+            {
+                return Some(Found::new(&c, &symptom.regex, i, &joined, REJOINED));
             }
         }
-        if m.end() == self.lines.get(i)?.len() {
-            while last + 1 < self.lines.len() && last - i < MAX_WRAP && full(last) {
-                last += 1;
-            }
-        }
-        if (first, last) == (i, i) {
-            return None;
-        }
-        let joined = self.lines.get(first..=last)?.concat();
-        let c = symptom.regex.captures(&joined)?;
-        Some(Found::new(&c, &symptom.regex, first, &joined, REJOINED))
+        None
     }
 }
 
-/// Remove ANSI escape sequences (CSI such as colours, OSC such as titles).
+/// Remove terminal escape sequences: CSI (colours, cursor), OSC (titles),
+/// DCS/SOS/PM/APC strings, charset selections (`ESC ( B` from `tput
+/// sgr0`) and the 8-bit CSI.
 fn strip_ansi(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
-        if c != '\u{1b}' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
+        let csi = match c {
+            '\u{9b}' => true,
+            '\u{1b}' => false,
+            _ => {
+                out.push(c);
+                continue;
+            }
+        };
+        let kind = if csi { Some('[') } else { chars.next() };
+        match kind {
             // CSI: parameters and intermediates, then one final byte @..~.
             Some('[') => {
                 for c in chars.by_ref() {
@@ -164,10 +254,10 @@ fn strip_ansi(text: &str) -> String {
                     }
                 }
             }
-            // OSC: up to BEL or ESC \.
-            Some(']') => {
+            // Strings, up to BEL or ST (ESC \).
+            Some(']' | 'P' | 'X' | '^' | '_') => {
                 while let Some(c) = chars.next() {
-                    if c == '\u{7}' {
+                    if c == '\u{7}' || c == '\u{9c}' {
                         break;
                     }
                     if c == '\u{1b}' && chars.peek() == Some(&'\\') {
@@ -176,7 +266,14 @@ fn strip_ansi(text: &str) -> String {
                     }
                 }
             }
-            // Two-character escapes (ESC c, ESC =, ...).
+            // ESC, intermediates (0x20..0x2F), then one final byte.
+            Some(' '..='/') => {
+                while chars.peek().is_some_and(|c| (' '..='/').contains(c)) {
+                    chars.next();
+                }
+                chars.next();
+            }
+            // Two-character escapes (ESC c, ESC =, ESC 7...).
             _ => {}
         }
     }
@@ -345,20 +442,36 @@ pub fn diagnose(log: &Log, catalog: &Catalog) -> Diagnosis {
         found.sort_by(|a, b| {
             (b.0.confidence * b.1.weight).total_cmp(&(a.0.confidence * a.1.weight))
         });
-        let doubt: f64 = found
-            .iter()
-            .map(|(s, f)| 1.0 - s.confidence * f.weight)
-            .product();
+        // The most confident symptom sets the values. Another one adds
+        // evidence unless its fixed values contradict them (an https
+        // failure and an SSH failure do not support one rewrite), and adds
+        // values only from the same line: two lines may be two incidents
+        // (root's module cache, deploy's build cache).
         let mut vars: BTreeMap<String, String> = BTreeMap::new();
-        // Most confident symptom first: its values win.
+        let mut counted: Vec<usize> = Vec::new();
+        let mut doubt = 1.0;
+        let mut kept: Vec<(&Symptom, &Found)> = Vec::new();
+        let first_line = found.first().map(|(_, f)| f.line);
         for (s, f) in &found {
-            for (k, v) in &f.captures {
-                vars.entry(k.clone()).or_insert_with(|| v.clone());
+            let fixed = fixed_vars(s, f);
+            if fixed
+                .iter()
+                .any(|(k, v)| vars.get(k).is_some_and(|have| have != v))
+            {
+                continue;
             }
-            for (k, v) in &s.vars {
-                vars.entry(k.clone())
-                    .or_insert_with(|| fill_captures(v, &f.captures));
+            if Some(f.line) == first_line {
+                for (k, v) in f.captures.iter().chain(fixed.iter()) {
+                    vars.entry(k.clone()).or_insert_with(|| v.clone());
+                }
             }
+            // One line is one piece of evidence, however many patterns
+            // describe it.
+            if !counted.contains(&f.line) {
+                counted.push(f.line);
+                doubt *= 1.0 - s.confidence * f.weight;
+            }
+            kept.push((s, f));
         }
         let masker = pb.masker();
         let defaults = pb
@@ -377,24 +490,26 @@ pub fn diagnose(log: &Log, catalog: &Catalog) -> Diagnosis {
             playbook: pb.name.clone(),
             path: pb.path.clone(),
             description: pb.description.clone(),
-            category: found.iter().find_map(|(s, _)| s.category.clone()),
+            category: kept.iter().find_map(|(s, _)| s.category.clone()),
             confidence: 1.0 - doubt,
             vars: vars.into_iter().collect(),
             defaults,
-            evidence: found
+            evidence: kept
                 .iter()
                 .map(|(s, f)| Evidence {
                     line: f.line,
-                    text: f.text.clone(),
+                    text: masker.mask(&f.text),
                     matched: f.matched.clone(),
                     symptom: s.description.clone().unwrap_or_else(|| s.pattern.clone()),
                 })
                 .collect(),
         });
     }
+    // Rounded, so that float noise does not decide a tie.
+    let rounded = |c: f64| (c * 1e6).round() as i64;
     remedies.sort_by(|a, b| {
-        b.confidence
-            .total_cmp(&a.confidence)
+        rounded(b.confidence)
+            .cmp(&rounded(a.confidence))
             .then(b.evidence.len().cmp(&a.evidence.len()))
             .then(a.playbook.cmp(&b.playbook))
     });
@@ -404,12 +519,19 @@ pub fn diagnose(log: &Log, catalog: &Catalog) -> Diagnosis {
     }
 }
 
-/// A symptom's fixed value, with `{{name}}` replaced by what `name`
-/// captured (`group = "{{user}}"`).
-fn fill_captures(template: &str, captures: &[(String, String)]) -> String {
-    captures.iter().fold(template.to_string(), |acc, (k, v)| {
-        acc.replace(&format!("{{{{{k}}}}}"), v)
-    })
+/// A symptom's fixed values, with `{{name}}` replaced by what `name`
+/// captured (`group = "{{user}}"`); a value whose capture took no part in
+/// the match is left out.
+fn fixed_vars(s: &Symptom, f: &Found) -> Vec<(String, String)> {
+    s.vars
+        .iter()
+        .filter_map(|(k, template)| {
+            let filled = f.captures.iter().fold(template.clone(), |acc, (name, v)| {
+                acc.replace(&format!("{{{{{name}}}}}"), v)
+            });
+            (!filled.contains("{{")).then(|| (k.clone(), filled))
+        })
+        .collect()
 }
 
 /// Where playbooks are looked for when `--playbooks` is not given: the
@@ -440,24 +562,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn logs_are_read_as_a_person_sees_them() {
+    fn logs_are_read_as_a_terminal_shows_them() {
         let log = Log::parse(
-            b"\x1b[1;31merror\x1b[0m: x\r\n\x1b]0;title\x07go: y\rprogress 50%\rdone\n\xffbad\n",
+            b"\x1b[1;31merror\x1b[0m: x\r\n\x1b]0;title\x07go: y\rprogress 50%\rdone\n\
+              \xffbad\x08\n\x1b(B\x1b[mgit@h: no\n\xc2\x9b31mred\n",
         );
         assert_eq!(
             log.lines,
-            ["error: x", "go: y", "progress 50%", "done", "\u{fffd}bad"]
+            [
+                "error: x",
+                "done",
+                "\u{fffd}bad\u{fffd}",
+                "git@h: no",
+                "red"
+            ]
         );
-        assert_eq!(log.width, 12);
+        assert_eq!(log.line_count(), 5);
     }
 
     #[test]
-    fn captures_fill_symptom_vars() {
-        let captures = [("user".to_string(), "deploy".to_string())];
-        assert_eq!(
-            fill_captures("{{user}}:{{user}}", &captures),
-            "deploy:deploy"
-        );
-        assert_eq!(fill_captures("{{other}}", &captures), "{{other}}");
+    fn terminal_wrapped_lines_become_one_message_with_file_line_numbers() {
+        let wide = "a".repeat(50);
+        let text = format!("short\n{wide}\n{wide}\nend\nlast\n");
+        let log = Log::parse(text.as_bytes());
+        let texts: Vec<&str> = log.logical.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["short", &format!("{wide}{wide}end"), "last"]);
+        assert_eq!(log.logical[1].line_at(0), 1);
+        assert_eq!(log.logical[1].line_at(100), 3);
+        // One long line is not a wrap: it is only the longest.
+        let one = format!("x\n{wide}\ny\n");
+        assert_eq!(Log::parse(one.as_bytes()).logical.len(), 3);
+        // Tabs count as the columns they fill.
+        assert_eq!(columns("\tab"), 10);
     }
 }

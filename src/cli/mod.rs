@@ -382,6 +382,13 @@ fn diagnose(g: &Global, log: &Path, dirs: &[PathBuf], p: &mut Printer) -> Result
     if g.root.is_some() {
         return Err(no_target_for_diagnose());
     }
+    if !g.vars.is_empty() || !g.var_files.is_empty() || g.become_root || g.accept_new_host_keys {
+        return Err(Error::Usage(
+            "diagnose reads values from the log: --var, --vars, --become and \
+             --accept-new-host-keys belong to the `fixer plan` it suggests"
+                .into(),
+        ));
+    }
     let (name, bytes) = if log == Path::new("-") {
         let mut buf = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut buf).map_err(|source| {
@@ -404,6 +411,21 @@ fn diagnose(g: &Global, log: &Path, dirs: &[PathBuf], p: &mut Printer) -> Result
     } else {
         fixer::diagnose::Catalog::load(dirs, true)?
     };
+    if catalog.playbooks.is_empty() {
+        let dirs: Vec<String> = catalog
+            .dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        return Err(Error::Usage(format!(
+            "no playbook to diagnose with: none loaded from {} (give a directory with --playbooks)",
+            if dirs.is_empty() {
+                "any directory".to_string()
+            } else {
+                dirs.join(", ")
+            }
+        )));
+    }
     let log = fixer::diagnose::Log::parse(&bytes);
     let diagnosis = fixer::diagnose::diagnose(&log, &catalog);
     p.diagnosis(&name, &log, &diagnosis, &catalog);

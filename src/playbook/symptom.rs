@@ -75,23 +75,48 @@ pub(super) fn declare_all(
                     format!("not a valid regular expression: {e}"),
                 )
             })?;
+        if regex.is_match("") {
+            return Err(source.error(
+                &at("pattern"),
+                Some(format!("{prefix}.pattern")),
+                "the pattern matches an empty text, so it would match every log",
+            ));
+        }
         for name in regex.capture_names().flatten() {
-            if !vars.contains(name) {
-                return Err(source.error(
-                    &at("pattern"),
-                    Some(format!("{prefix}.pattern")),
-                    format!(
-                        "the capture `{name}` is not a variable of this playbook: \
-                         declare it in [vars] (captures become --var values)"
-                    ),
-                ));
+            match vars.get(name) {
+                None => {
+                    return Err(source.error(
+                        &at("pattern"),
+                        Some(format!("{prefix}.pattern")),
+                        format!(
+                            "the capture `{name}` is not a variable of this playbook: \
+                             declare it in [vars] (captures become --var values)"
+                        ),
+                    ))
+                }
+                Some(v) if v.sensitive => {
+                    return Err(source.error(
+                        &at("pattern"),
+                        Some(format!("{prefix}.pattern")),
+                        format!(
+                            "the capture `{name}` is a sensitive variable: diagnose prints \
+                             what it captures"
+                        ),
+                    ))
+                }
+                Some(_) => {}
             }
         }
-        if let Some(name) = decl.vars.keys().find(|k| !vars.contains(k)) {
+        for name in decl.vars.keys() {
+            let problem = match vars.get(name) {
+                None => "is not a variable of this playbook",
+                Some(v) if v.sensitive => "is sensitive: diagnose would print it",
+                Some(_) => continue,
+            };
             return Err(source.error(
                 &at("vars"),
                 Some(format!("{prefix}.vars.{name}")),
-                format!("`{name}` is not a variable of this playbook"),
+                format!("`{name}` {problem}"),
             ));
         }
         let captures: Vec<&str> = regex.capture_names().flatten().collect();

@@ -200,6 +200,10 @@ impl Vars {
         self.map.contains_key(name)
     }
 
+    pub fn get(&self, name: &str) -> Option<&Var> {
+        self.map.get(name)
+    }
+
     /// Variables by name, with their current values.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Var)> {
         self.map.iter().map(|(k, v)| (k.as_str(), v))

@@ -208,10 +208,19 @@ fn mangled_logs_get_the_same_answer_and_values() -> TestResult {
     Ok(())
 }
 
+/// As copied from a terminal `width` columns wide: tabs became spaces, and
+/// long lines were cut at the last column.
 fn wrap_chars(text: &str, width: usize) -> String {
     let mut out = String::new();
     for line in text.lines() {
-        let chars: Vec<char> = line.chars().collect();
+        let mut chars: Vec<char> = Vec::new();
+        for c in line.chars() {
+            if c == '\t' {
+                chars.extend(std::iter::repeat_n(' ', 8 - chars.len() % 8));
+            } else {
+                chars.push(c);
+            }
+        }
         if chars.is_empty() {
             out.push('\n');
         }
@@ -493,12 +502,38 @@ fn bad_symptoms_are_refused_with_file_line_and_field() -> TestResult {
             "not a named capture",
         ),
         ("pattern = 'x'\nweight = 2", 9, "weight", "unknown field"),
+        (
+            "pattern = 'x'\nconfidence = nan",
+            9,
+            "symptom[0].confidence",
+            "more than 0",
+        ),
+        (
+            "pattern = '(?P<host>a*)'",
+            8,
+            "symptom[0].pattern",
+            "matches an empty text",
+        ),
+        (
+            "pattern = 'token=(?P<token>\\S+)'",
+            8,
+            "symptom[0].pattern",
+            "`token` is a sensitive variable",
+        ),
+        (
+            "pattern = 'x'\nvars = { token = \"1\" }",
+            9,
+            "symptom[0].vars.token",
+            "is sensitive",
+        ),
     ];
     for (body, line, field, message) in cases {
         let pb = dir.path().join("pb.toml");
         std::fs::write(
             &pb,
-            format!("[playbook]\nname = \"t\"\n\n[vars]\nhost = \"h\"\n\n[[symptom]]\n{body}\n"),
+            format!(
+                "[playbook]\nname = \"t\"\n\n[vars]\nhost = \"h\"\ntoken = {{ value = \"s\", sensitive = true }}\n[[symptom]]\n{body}\n"
+            ),
         )?;
         let out = Command::new(assert_cmd::cargo::cargo_bin("fixer"))
             .args(["validate", &pb.display().to_string()])
@@ -522,7 +557,21 @@ fn usage_errors() -> TestResult {
     let home = tempfile::tempdir()?;
     let log = case("07_dns.txt")?.display().to_string();
     let missing = home.path().join("nope");
-    let cases: [(Vec<String>, &str); 4] = [
+    let empty = home.path().join("empty");
+    std::fs::create_dir_all(&empty)?;
+    let cases: [(Vec<String>, &str); 6] = [
+        (
+            vec![log.clone(), "--var".into(), "user=x".into()],
+            "belong to the `fixer plan`",
+        ),
+        (
+            vec![
+                log.clone(),
+                "--playbooks".into(),
+                empty.display().to_string(),
+            ],
+            "no playbook to diagnose with",
+        ),
         (
             vec!["/nonexistent/build.log".into()],
             "/nonexistent/build.log",
@@ -608,5 +657,170 @@ fn symptom_docs_match_the_shipped_playbooks() -> TestResult {
         current == md,
         "docs/symptoms.md is out of date: FIXER_UPDATE_DOCS=1 cargo test symptom_docs"
     );
+    Ok(())
+}
+
+/// A log, the playbook it needs (or none), values it must yield, and the
+/// line the top evidence is on.
+type Expected = (
+    String,
+    Option<&'static str>,
+    &'static [(&'static str, &'static str)],
+    u64,
+);
+
+/// What a log says, read right: each case is a real-looking log that an
+/// earlier version misread (values glued across lines, cut by escapes,
+/// one incident's values mixed with another's).
+#[test]
+fn adversarial_logs_are_read_right() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let dir = tempfile::tempdir()?;
+    let long = "x".repeat(70);
+    let cases: Vec<Expected> = vec![
+        (
+            // The longest line next to the match is not a terminal wrap.
+            "Warning: Permanently added the RSA host key for IP address '192.30.252.129' to the list of known hosts.\n\
+             git@github.com: Permission denied (publickey).\nfatal: Could not read from remote repository.\n"
+                .into(),
+            Some("git-ssh-rewrite"),
+            &[("ssh_user", "git"), ("git_host", "github.com"), ("via", "https")],
+            2,
+        ),
+        (
+            "ssh: Could not resolve hostname gitlab.corp.example: Name or service not known\nfatal: Could not read from remote repository.\n"
+                .into(),
+            Some("netplan-static-dns"),
+            &[("check_host", "gitlab.corp.example")],
+            1,
+        ),
+        (
+            "fatal: unable to access 'https://github.com/acme/tool/': Could not resolve host: github.com\n".into(),
+            Some("netplan-static-dns"),
+            &[("check_host", "github.com")],
+            1,
+        ),
+        (
+            // tput sgr0 writes ESC ( B.
+            "\x1b(B\x1b[mgit@github.com: Permission denied (publickey).\n".into(),
+            Some("git-ssh-rewrite"),
+            &[("ssh_user", "git")],
+            1,
+        ),
+        (
+            // Progress redrawn with CRs: line numbers stay the file's.
+            "downloading 10%\rdownloading 50%\rdownloading 100%\n\
+             dial tcp: lookup proxy.golang.org on 10.0.0.2:53: read udp 10.0.0.9:5353->10.0.0.2:53: i/o timeout\n"
+                .into(),
+            Some("netplan-static-dns"),
+            &[("check_host", "proxy.golang.org")],
+            2,
+        ),
+        (
+            // Two incidents: root's module cache and deploy's build cache.
+            "go: writing go.mod cache: mkdir /root/go/pkg/mod/cache/download/x: permission denied\n\
+             open /home/deploy/.cache/go-build/ab/abc-d: permission denied\n"
+                .into(),
+            Some("go-cache-permissions"),
+            &[("user", "deploy"), ("group", "deploy"), ("gocache", "/home/deploy/.cache/go-build")],
+            2,
+        ),
+        (
+            // Not a user's home: /mnt/data/home/bob is not bob's cache.
+            "mkdir /mnt/data/home/bob/go/pkg/mod/cache: permission denied\n".into(),
+            Some("go-cache-permissions"),
+            &[("gomodcache", "/mnt/data/home/bob/go/pkg/mod")],
+            1,
+        ),
+        (
+            "fatal: could not read Username for 'https://git.corp.example:8443': terminal prompts disabled\n".into(),
+            Some("go-private-modules"),
+            &[("private_host", "git.corp.example")],
+            1,
+        ),
+        (
+            "{\"error\": \"github.com/Azure/go-autorest@v14.2.0+incompatible: verifying module: checksum mismatch\"}\n".into(),
+            Some("go-clean-modcache"),
+            &[("module", "github.com/Azure/go-autorest")],
+            1,
+        ),
+        (
+            // A refused SSH login to a server is not a git rewrite.
+            "ubuntu@10.0.0.5: Permission denied (publickey).\n".into(),
+            Some("git-ssh-rewrite"),
+            &[("via", "https")],
+            1,
+        ),
+        (
+            "dial tcp [2607:f8b0:4004:c07::8d]:443: connect: network is unreachable\n".into(),
+            None,
+            &[],
+            0,
+        ),
+        (
+            // A terminal 60 columns wide cut the host name.
+            wrap_chars(
+                &format!(
+                    "fatal: could not read Username for 'https://gitlab.internal.corporation-example.com': \
+                     terminal prompts disabled\ngo: downloading {long}\n"
+                ),
+                60,
+            ),
+            Some("go-private-modules"),
+            &[("private_host", "gitlab.internal.corporation-example.com")],
+            1,
+        ),
+    ];
+    for (i, (text, want, vars, line)) in cases.into_iter().enumerate() {
+        let log = dir.path().join(format!("case{i}.log"));
+        std::fs::write(&log, &text)?;
+        let v = json_of(home.path(), &log, &[])?;
+        assert_eq!(top(&v), want, "case {i}: {v}");
+        let r = &v["remedies"][0];
+        for (k, val) in vars {
+            assert_eq!(r["vars"][k], *val, "case {i} {k}: {v}");
+        }
+        if want.is_some() {
+            assert_eq!(r["evidence"][0]["line"], line, "case {i}: {v}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_users_playbook_replaces_the_shipped_one_of_the_same_name() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let config = tempfile::tempdir()?;
+    let user_dir = config.path().join("fixer/playbooks");
+    std::fs::create_dir_all(&user_dir)?;
+    std::fs::write(
+        user_dir.join("tidy.toml"),
+        "[playbook]\nname = \"go-mod-tidy\"\ndescription = \"ours\"\n\n\
+         [[symptom]]\npattern = 'our own marker'\nconfidence = 0.9\n\n\
+         [[resource]]\ntype = \"file\"\npath = \"/srv/x\"\ncontent = \"x\"\n",
+    )?;
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("log");
+    std::fs::write(
+        &log,
+        "missing go.sum entry for module providing package x\n",
+    )?;
+    let mut cmd = diagnose(
+        home.path(),
+        &[&log.display().to_string(), "--format", "json"],
+    );
+    let out = cmd.env("XDG_CONFIG_HOME", config.path()).output()?;
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    // The shipped go-mod-tidy is gone, so its symptom no longer matches.
+    assert_eq!(top(&v), None, "{v}");
+    std::fs::write(&log, "our own marker\n")?;
+    let out = diagnose(
+        home.path(),
+        &[&log.display().to_string(), "--format", "json"],
+    )
+    .env("XDG_CONFIG_HOME", config.path())
+    .output()?;
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(v["remedies"][0]["description"], "ours", "{v}");
     Ok(())
 }

@@ -29,7 +29,7 @@ impl Printer {
                         "path": r.path,
                         "description": r.description,
                         "category": r.category,
-                        "confidence": (r.confidence * 100.0).round() / 100.0,
+                        "confidence": shown(r.confidence),
                         "vars": object(&r.vars),
                         "defaults": object(&r.defaults),
                         "command": r.command(),
@@ -97,7 +97,7 @@ impl Printer {
                 "{}. {} (confidence {:.0}%{category})",
                 i + 1,
                 self.paint(BOLD, &r.playbook),
-                r.confidence * 100.0
+                shown(r.confidence) * 100.0
             ));
             if let Some(desc) = &r.description {
                 self.out(&format!("   {desc}"));
@@ -125,6 +125,11 @@ impl Printer {
             }
         }
     }
+}
+
+/// Two decimals, at most 0.99: evidence never makes a remedy certain.
+fn shown(confidence: f64) -> f64 {
+    ((confidence * 100.0).round() / 100.0).min(0.99)
 }
 
 fn object(pairs: &[(String, String)]) -> serde_json::Value {
