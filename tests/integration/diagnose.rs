@@ -464,6 +464,14 @@ fn a_broken_user_playbook_is_reported_and_the_others_still_answer() -> TestResul
         "{}",
         stdout_of(&out)
     );
+    let v = json_of(home.path(), &case("06_missing_go_sum.txt")?, &[])?;
+    assert!(
+        v["skipped"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("symptom[0].pattern")),
+        "{v}"
+    );
+    assert_eq!(top(&v), Some("go-mod-tidy"));
     Ok(())
 }
 
