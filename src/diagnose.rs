@@ -425,9 +425,10 @@ pub struct Diagnosis {
 
 /// Match every playbook's symptoms against `log` and rank the playbooks.
 ///
-/// A playbook's confidence combines its matching symptoms as independent
-/// evidence: 1 - (1 - c1)(1 - c2)...; ties go to the playbook with more
-/// matching symptoms, then by name, so the answer is stable.
+/// A playbook's confidence combines its matching lines as independent
+/// evidence, 1 - (1 - c1)(1 - c2)..., each line counted once with its most
+/// confident symptom; ties go to the playbook with more evidence, then by
+/// name, so the answer is stable.
 pub fn diagnose(log: &Log, catalog: &Catalog) -> Diagnosis {
     let mut remedies = Vec::new();
     for pb in &catalog.playbooks {
