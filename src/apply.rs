@@ -237,8 +237,11 @@ fn apply_one(
         .resource
         .plan(host, cx)
         .map_err(|e| e.in_resource(&d.id))?;
+    // A command's default id is its rendered line: it may hold a secret.
+    let journal_id = masker.mask(&d.id);
     for op in &delta.ops {
-        execute(host, journal, &d.id, op, masker, handler).map_err(|e| e.in_resource(&d.id))?;
+        execute(host, journal, &journal_id, op, masker, handler)
+            .map_err(|e| e.in_resource(&d.id))?;
     }
     Ok(Change {
         id: d.id.clone(),
@@ -370,10 +373,24 @@ fn execute(
             cmd, display, undo, ..
         } => {
             let masked = masker.mask(display);
+            // The journal lives on the target and outlives the run: a
+            // command holding a secret is not kept there to be run later.
+            const SECRET: &str = "its undo would need a sensitive value, which fixer does not \
+                                  keep on the target: undo it by hand";
+            const SECRET_RERUN: &str = "it uses a sensitive value, which fixer does not keep on \
+                                        the target, so it was not run again: run it by hand";
             let entry = match undo {
+                Some(u) if holds_secret(u, masker) => Undo::Irreversible {
+                    display: masked.clone(),
+                    reason: Some(SECRET.into()),
+                },
                 Some(u) => Undo::Command {
                     cmd: u.clone(),
                     display: masked.clone(),
+                },
+                None if handler && holds_secret(cmd, masker) => Undo::Irreversible {
+                    display: masked.clone(),
+                    reason: Some(SECRET_RERUN.into()),
                 },
                 // A handler makes restored files take effect again.
                 None if handler => Undo::Rerun {
@@ -382,6 +399,7 @@ fn execute(
                 },
                 None => Undo::Irreversible {
                     display: masked.clone(),
+                    reason: None,
                 },
             };
             let step = j.begin(id, entry)?;
@@ -396,6 +414,14 @@ fn execute(
             j.done(step)
         }
     }
+}
+
+/// Whether a sensitive value is in the command's arguments or environment.
+fn holds_secret(cmd: &crate::host::Cmd, masker: &Masker) -> bool {
+    cmd.argv
+        .iter()
+        .chain(cmd.env.iter().map(|(_, v)| v))
+        .any(|s| masker.mask(s) != *s)
 }
 
 fn set_attrs(host: &dyn Host, path: &Path, attrs: Attrs) -> Result<(), Error> {

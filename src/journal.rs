@@ -88,9 +88,12 @@ pub enum Undo {
         cmd: Cmd,
         display: String,
     },
-    /// A command that declares no undo.
+    /// A command that declares no undo, or whose undo (or re-run) would
+    /// need a sensitive value kept on the target: `reason` says which.
     Irreversible {
         display: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// A handler (`netplan apply`, a service reload): run it again once
     /// everything else is restored, so the restored files take effect.
@@ -692,10 +695,11 @@ fn undo_one(host: &dyn Host, undo: &Undo, completed: bool) -> Result<Option<Stri
                 ));
             }
         }
-        Undo::Irreversible { display } => {
-            return Ok(Some(format!(
-                "command `{display}` ran and declares no `undo`"
-            )));
+        Undo::Irreversible { display, reason } => {
+            return Ok(Some(match reason {
+                Some(reason) => format!("command `{display}` ran; {reason}"),
+                None => format!("command `{display}` ran and declares no `undo`"),
+            }));
         }
     }
     Ok(None)

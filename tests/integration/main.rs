@@ -12,6 +12,7 @@ mod probe;
 mod remote;
 mod resources;
 mod rollback;
+mod secrets;
 mod sshd;
 mod support;
 mod validate;
