@@ -119,12 +119,17 @@ pub fn apply_with(
         }
         Ok(())
     };
-    let result = work();
+    // Recording the run as applied is part of the apply: if that fails
+    // (a full disk), the run is rolled back like any other failure, so
+    // that exit 1 always means "nothing half-done".
+    let result = work().and_then(|()| {
+        let mut record = journal.record.clone();
+        store.set_status(&mut record, Status::Applied)?;
+        Ok(record)
+    });
     let armed = journal.is_armed().then(|| journal.dir().to_path_buf());
     match result {
-        Ok(()) => {
-            let mut record = journal.record.clone();
-            store.set_status(&mut record, Status::Applied)?;
+        Ok(record) => {
             if let Some(dir) = armed {
                 confirm(playbook, host, opts, &dir, &record, on_event)?;
             }

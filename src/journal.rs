@@ -265,7 +265,10 @@ impl<'h> Store<'h> {
         if self.host.stat(&dir).on(self.host)?.is_none() {
             return Ok(Vec::new());
         }
-        let ids = self.host.list(&dir).on(self.host)?;
+        let mut ids = self.host.list(&dir).on(self.host)?;
+        // `.new-*`: a run being created, or killed while it was (it had
+        // not changed anything yet).
+        ids.retain(|id| !id.starts_with('.'));
         // One round trip for all records on a remote host.
         let records: Vec<PathBuf> = ids
             .iter()
@@ -324,7 +327,11 @@ impl<'h> Store<'h> {
     }
 
     fn save(&self, record: &RunRecord) -> Result<(), Error> {
-        let path = Self::run_dir(&record.id).join("run.json");
+        self.save_at(&Self::run_dir(&record.id).join("run.json"), record)
+    }
+
+    fn save_at(&self, path: &Path, record: &RunRecord) -> Result<(), Error> {
+        let path = path.to_path_buf();
         let bytes = serde_json::to_vec_pretty(record).map_err(|e| Error::Journal {
             path: path.clone(),
             message: e.to_string(),
@@ -357,7 +364,10 @@ impl<'h> Store<'h> {
             id = format!("{}-{n}", stamp.trim_end_matches('Z').replace('.', "-"));
         }
         let dir = Self::run_dir(&id);
-        self.mkdir_p(&dir.join("saved"))?;
+        // Made under a hidden name and renamed into place with its record,
+        // so that a run directory always has one, whenever fixer is killed.
+        let staging = Self::runs_dir().join(format!(".new-{id}"));
+        self.mkdir_p(&staging.join("saved"))?;
         let record = RunRecord {
             id,
             playbook: playbook.to_string(),
@@ -366,7 +376,8 @@ impl<'h> Store<'h> {
             status: Status::Running,
             changes: 0,
         };
-        self.save(&record)?;
+        self.save_at(&staging.join("run.json"), &record)?;
+        self.host.rename(&staging, &dir).on(self.host)?;
         Ok(Journal {
             host: self.host,
             dir,
@@ -494,6 +505,9 @@ impl Journal<'_> {
         })?];
         writes.extend(mirrored);
         self.host.append_all(&writes).on(self.host)?;
+        crate::failpoint::check("change")
+            .map_err(|e| HostError::new("journal", Path::new("failpoint"), e))
+            .on(self.host)?;
         Ok(self.step)
     }
 
@@ -502,6 +516,9 @@ impl Journal<'_> {
     /// or not the change happened, so recording it would cost a write per
     /// change for nothing.
     pub fn done(&mut self, step: usize) -> Result<(), Error> {
+        crate::failpoint::check("change")
+            .map_err(|e| HostError::new("journal", Path::new("failpoint"), e))
+            .on(self.host)?;
         self.record.changes += 1;
         let Some((_, undo)) = self.pending.take_if(|(s, _)| *s == step) else {
             return Ok(());

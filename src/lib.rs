@@ -10,6 +10,7 @@ pub mod apply;
 pub mod change;
 pub mod diagnose;
 pub mod error;
+pub mod failpoint;
 pub mod host;
 pub mod inventory;
 pub mod journal;

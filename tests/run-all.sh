@@ -9,6 +9,6 @@ tests/deps.sh test
 command -v cargo >/dev/null 2>&1 || { echo "error: cargo not found: install Rust (rustup)" >&2; exit 1; }
 
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --all-targets --all-features --locked -- -D warnings
 # No doc-tests: the last runner line CI reads is the integration suite.
-cargo test --locked --lib --bins --tests
+cargo test --locked --features failpoints --lib --bins --tests

@@ -206,6 +206,7 @@ impl Host for LocalHost {
     fn write(&self, path: &Path, content: &[u8], attrs: Attrs) -> HostResult<()> {
         let real = self.map(path);
         let err = |e| HostError::new("write", path, e);
+        crate::failpoint::check("write").map_err(err)?;
         let dir = real.parent().ok_or_else(|| {
             err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -261,6 +262,7 @@ impl Host for LocalHost {
 
     fn append(&self, path: &Path, content: &[u8]) -> HostResult<()> {
         let err = |e| HostError::new("append to", path, e);
+        crate::failpoint::check("write").map_err(err)?;
         let mut f = OpenOptions::new()
             .append(true)
             .create(true)
@@ -274,6 +276,7 @@ impl Host for LocalHost {
     fn mkdir(&self, path: &Path, mode: u32) -> HostResult<()> {
         let real = self.map(path);
         let err = |e| HostError::new("create directory", path, e);
+        crate::failpoint::check("write").map_err(err)?;
         fs::create_dir(&real).map_err(err)?;
         // Set explicitly: create_dir is subject to the umask.
         fs::set_permissions(&real, fs::Permissions::from_mode(mode)).map_err(err)?;

@@ -4,6 +4,8 @@
 mod apply;
 mod diagnose;
 mod failures;
+#[cfg(feature = "failpoints")]
+mod faults;
 mod gotools;
 mod netplan;
 mod plan;
@@ -16,3 +18,14 @@ mod secrets;
 mod sshd;
 mod support;
 mod validate;
+
+/// The fault-injection tests (faults.rs) need `--features failpoints`;
+/// CI must never run without them.
+#[cfg(not(feature = "failpoints"))]
+#[test]
+fn fault_injection_is_compiled_in_under_ci() {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run the tests with --features failpoints (tests/run-all.sh)"
+    );
+}
