@@ -11,6 +11,7 @@ mod netplan;
 mod plan;
 mod playbooks;
 mod probe;
+mod properties;
 mod remote;
 mod resources;
 mod rollback;
