@@ -11,6 +11,8 @@ pub mod change;
 pub mod diagnose;
 pub mod error;
 pub mod failpoint;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod host;
 pub mod inventory;
 pub mod journal;

@@ -66,7 +66,23 @@ fn take<'i>(table: &mut DeTable<'i>, key: &str) -> Option<(Spanned<String>, Span
 
 impl Playbook {
     pub fn load(path: &Path, overrides: &Overrides) -> Result<Playbook, Error> {
-        let source = Source::read(path)?;
+        Self::from_source(Source::read(path)?, overrides)
+    }
+
+    /// Load a playbook from its text, as if read from `path` (which names
+    /// it in errors; template files are looked up next to it).
+    pub fn parse(path: &Path, text: String, overrides: &Overrides) -> Result<Playbook, Error> {
+        Self::from_source(
+            Source {
+                path: path.to_path_buf(),
+                text,
+            },
+            overrides,
+        )
+    }
+
+    fn from_source(source: Source, overrides: &Overrides) -> Result<Playbook, Error> {
+        let path = source.path.as_path();
         let doc = DeTable::parse(&source.text).map_err(|e| source.toml_error(&e, None, ""))?;
         let doc_span = doc.span();
         let doc = doc.into_inner();

@@ -49,6 +49,15 @@ impl Renderer {
         if !template.contains("{{") {
             return Ok(template.to_string());
         }
+        if shell {
+            if let Some((line, column)) = unescaped_expression(template) {
+                return Err(format!(
+                    "template line {line}, column {column}: `{{{{{{...}}}}}}` and `{{{{&...}}}}` \
+                     substitute a value unquoted, which a shell line does not allow: write \
+                     `{{{{...}}}}`, which quotes it"
+                ));
+            }
+        }
         let registry = if shell { &self.shell } else { &self.plain };
         let result = match extra {
             Some(extra) => {
@@ -62,6 +71,36 @@ impl Renderer {
         };
         result.map_err(|e| describe(&e))
     }
+}
+
+/// Where the template has its first `{{{x}}}` or `{{&x}}` (the forms
+/// Handlebars never escapes), searched through every block, inverse,
+/// inline partial and partial block; `None` also when it does not compile
+/// (rendering reports that).
+fn unescaped_expression(template: &str) -> Option<(usize, usize)> {
+    use handlebars::template::{Template, TemplateElement};
+    fn walk(t: &Template) -> Option<(usize, usize)> {
+        for (i, element) in t.elements.iter().enumerate() {
+            let at = || t.mapping.get(i).map_or((1, 1), |m| (m.0, m.1));
+            let nested = match element {
+                TemplateElement::HtmlExpression(_) => return Some(at()),
+                TemplateElement::Expression(h) | TemplateElement::HelperBlock(h) => {
+                    [h.template.as_ref(), h.inverse.as_ref()]
+                }
+                TemplateElement::DecoratorExpression(d)
+                | TemplateElement::DecoratorBlock(d)
+                | TemplateElement::PartialExpression(d)
+                | TemplateElement::PartialBlock(d) => [d.template.as_ref(), None],
+                // Text and comments (and any kind added later) substitute nothing.
+                _ => [None, None],
+            };
+            if let Some(found) = nested.into_iter().flatten().find_map(walk) {
+                return Some(found);
+            }
+        }
+        None
+    }
+    walk(&Template::compile(template).ok()?)
 }
 
 fn describe(e: &handlebars::RenderError) -> String {
@@ -101,5 +140,22 @@ mod tests {
         assert_eq!(line, "echo 'it'\\''s $(rm -rf /); `x`\nnext'");
         assert_eq!(shell_quote("plain/path-1.0"), "plain/path-1.0");
         assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn shell_lines_refuse_unescaped_expressions() {
+        let r = Renderer::new(serde_json::json!({"v": "a; b", "on": true}));
+        for t in [
+            "echo {{{v}}}",
+            "echo {{&v}}",
+            "echo {{~&v~}}",
+            "{{#if on}}x{{else}}{{{v}}}{{/if}}",
+            "{{#*inline \"p\"}}{{&v}}{{/inline}}{{> p}}",
+        ] {
+            let err = r.render(t, true).err().unwrap_or_default();
+            assert!(err.contains("unquoted"), "{t}: {err}");
+            assert!(r.render(t, false).is_ok(), "{t}");
+        }
+        assert_eq!(r.render("echo {{v}}", true).as_deref(), Ok("echo 'a; b'"));
     }
 }

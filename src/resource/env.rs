@@ -29,13 +29,23 @@ pub const KIND: Kind = Kind {
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-enum Style {
+pub(crate) enum Style {
     Go,
     Profile,
     Environment,
 }
 
 impl Style {
+    /// The style a playbook names (`style = "go"`).
+    pub(crate) fn named(name: &str) -> Option<Style> {
+        match name {
+            "go" => Some(Style::Go),
+            "profile" => Some(Style::Profile),
+            "environment" => Some(Style::Environment),
+            _ => None,
+        }
+    }
+
     /// Where the file is when the playbook does not say. For go that is
     /// where `go env GOENV` points: $GOENV, else $XDG_CONFIG_HOME/go/env,
     /// else ~/.config/go/env (os.UserConfigDir on Linux).
@@ -72,7 +82,7 @@ impl Style {
     }
 
     /// The key a line sets, as the reading program sees it.
-    fn key_of(self, line: &str) -> Option<&str> {
+    pub(crate) fn key_of(self, line: &str) -> Option<&str> {
         let body = match self {
             // go ignores lines that do not start with an upper-case letter.
             Style::Go => line,
@@ -90,7 +100,7 @@ impl Style {
     }
 
     /// One line setting `key` to `value`, or why the value cannot be written.
-    fn line(self, key: &str, value: &str) -> Result<String, String> {
+    pub(crate) fn line(self, key: &str, value: &str) -> Result<String, String> {
         match self {
             Style::Go => {
                 if value.contains(['\n', '\r']) {
@@ -121,6 +131,21 @@ impl Style {
     }
 }
 
+impl Style {
+    /// Whether `k` may be declared: a name the reading program takes.
+    pub(crate) fn check_name(self, k: &str) -> Result<(), String> {
+        let ok =
+            is_name(k) && (self != Style::Go || k.starts_with(|c: char| c.is_ascii_uppercase()));
+        if ok {
+            Ok(())
+        } else if self == Style::Go {
+            Err(format!("`{k}` is not a name go reads from its env file (upper-case letter first, then letters, digits, _)"))
+        } else {
+            Err(format!("`{k}` is not a valid variable name"))
+        }
+    }
+}
+
 fn is_name(k: &str) -> bool {
     k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -139,7 +164,7 @@ struct Spec {
 }
 
 #[derive(Debug)]
-struct Env {
+pub(crate) struct Env {
     style: Style,
     /// `None`: the style's default, resolved on the target.
     path: Option<TargetPath>,
@@ -154,15 +179,7 @@ fn build(value: Spanned<DeValue<'_>>, b: &Build<'_>) -> Result<Box<dyn Resource>
         return Err(b.error(&span, "set `vars` and/or `unset`"));
     }
     let check_name = |k: &str, at: &std::ops::Range<usize>| -> Result<(), Error> {
-        let ok = is_name(k)
-            && (spec.style != Style::Go || k.starts_with(|c: char| c.is_ascii_uppercase()));
-        if ok {
-            Ok(())
-        } else if spec.style == Style::Go {
-            Err(b.error(at, format!("`{k}` is not a name go reads from its env file (upper-case letter first, then letters, digits, _)")))
-        } else {
-            Err(b.error(at, format!("`{k}` is not a valid variable name")))
-        }
+        spec.style.check_name(k).map_err(|m| b.error(at, m))
     };
     let mut lines = BTreeMap::new();
     for (k, v) in &spec.vars {
@@ -193,11 +210,42 @@ fn build(value: Spanned<DeValue<'_>>, b: &Build<'_>) -> Result<Box<dyn Resource>
 }
 
 impl Env {
-    /// The file with the declared keys set and the unset ones gone.
-    fn edit(&self, current: &str) -> String {
+    /// The resource a playbook declaring `set` and `unset` in `style` (with
+    /// its default path) loads as, or why it would not load.
+    pub(crate) fn new(style: Style, set: &[(&str, &str)], unset: &[&str]) -> Result<Env, String> {
+        if set.is_empty() && unset.is_empty() {
+            return Err("set `vars` and/or `unset`".into());
+        }
+        let mut lines = BTreeMap::new();
+        for (k, v) in set {
+            style.check_name(k)?;
+            let line = style.line(k, v).map_err(|m| format!("value of {k}: {m}"))?;
+            if lines.insert(k.to_string(), Some(line)).is_some() {
+                return Err(format!("`{k}` is declared twice"));
+            }
+        }
+        for k in unset {
+            style.check_name(k)?;
+            if lines.insert(k.to_string(), None).is_some() {
+                return Err(format!("`{k}` is both set in `vars` and listed in `unset`"));
+            }
+        }
+        Ok(Env {
+            style,
+            path: None,
+            lines,
+        })
+    }
+
+    /// The file with the declared keys set and the unset ones gone. Lines
+    /// are split at `\n` only: every other line keeps its bytes, a `\r`
+    /// before its newline included, and a file already as declared comes
+    /// back unchanged, with or without a final newline.
+    pub(crate) fn edit(&self, current: &str) -> String {
         let mut placed: BTreeMap<&str, bool> = BTreeMap::new();
-        let mut out: Vec<String> = Vec::new();
-        for line in current.lines() {
+        let mut out = String::with_capacity(current.len());
+        for chunk in current.split_inclusive('\n') {
+            let line = chunk.strip_suffix('\n').unwrap_or(chunk);
             match self
                 .style
                 .key_of(line)
@@ -205,24 +253,29 @@ impl Env {
             {
                 Some((k, Some(wanted))) => {
                     if !placed.contains_key(k.as_str()) {
-                        out.push(wanted.clone());
+                        if line == wanted {
+                            out.push_str(chunk);
+                        } else {
+                            out.push_str(wanted);
+                            out.push('\n');
+                        }
                         placed.insert(k, true);
                     }
                 }
                 Some((_, None)) => {}
-                None => out.push(line.to_string()),
+                None => out.push_str(chunk),
             }
         }
         for (k, wanted) in &self.lines {
             if let (Some(w), false) = (wanted, placed.contains_key(k.as_str())) {
-                out.push(w.clone());
+                if !out.is_empty() && !out.ends_with('\n') {
+                    out.push('\n');
+                }
+                out.push_str(w);
+                out.push('\n');
             }
         }
-        let mut text = out.join("\n");
-        if !text.is_empty() {
-            text.push('\n');
-        }
-        text
+        out
     }
 }
 
@@ -300,6 +353,26 @@ mod tests {
             "# comment\nGOPRIVATE=x\nGOPROXY=https://m,direct\nlower=1\n"
         );
         assert_eq!(e.edit(""), "GOPROXY=https://m,direct\n");
+        Ok(())
+    }
+
+    /// Found by the env_edit fuzz target: lines were split by
+    /// `str::lines`, which drops a `\r` before the newline, so a CRLF file
+    /// lost its CRs and a file already as declared was rewritten.
+    #[test]
+    fn other_lines_keep_their_bytes() -> Result<(), String> {
+        let e = env(Style::Go, &[("GOPROXY", "off")], &["GOFLAGS"])?;
+        assert_eq!(
+            e.edit("# c\r\nGOPROXY=on\r\nX=1\r\n"),
+            "# c\r\nGOPROXY=off\nX=1\r\n"
+        );
+        for done in ["GOPROXY=off", "\nGOPROXY=off", "# c\nGOPROXY=off\n"] {
+            assert_eq!(e.edit(done), done);
+        }
+        assert_eq!(e.edit("# c"), "# c\nGOPROXY=off\n");
+        let unset = env(Style::Go, &[], &["GOFLAGS"])?;
+        assert_eq!(unset.edit("\n"), "\n");
+        assert_eq!(unset.edit("GOFLAGS=x"), "");
         Ok(())
     }
 

@@ -46,7 +46,9 @@ fn build(value: Spanned<DeValue<'_>>, b: &Build<'_>) -> Result<Box<dyn Resource>
         && section
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-    if !name_ok || !section_ok || key.contains(['\n', '\0']) {
+    // No control character anywhere: libgit2 writes a tab or backspace in
+    // a subsection as an escape that git reads back as a plain letter.
+    if !name_ok || !section_ok || key.contains(char::is_control) {
         return Err(b.error(
             &spec.key.span(),
             format!("`{key}` is not a git config key (section[.subsection].name)"),
@@ -98,7 +100,7 @@ impl Resource for GitConfig {
                 Err(e) => return Err(e),
             }
             for v in &self.values {
-                config.set_multivar(&self.key, &gitconfig::exact(v), v)?;
+                gitconfig::add_value(config, &self.key, v)?;
             }
             Ok(true)
         })

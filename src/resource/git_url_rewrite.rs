@@ -44,7 +44,15 @@ fn build(value: Spanned<DeValue<'_>>, b: &Build<'_>) -> Result<Box<dyn Resource>
     if instead_of.is_empty() || instead_of.iter().any(String::is_empty) {
         return Err(b.error(&at, "`instead_of` needs one or more non-empty URL prefixes"));
     }
-    for s in std::iter::once(spec.base.get_ref()).chain(&instead_of) {
+    // libgit2 writes a tab or backspace in a section name as an escape
+    // that git (and libgit2) read back as a plain letter.
+    if spec.base.get_ref().contains(char::is_control) {
+        return Err(b.error(
+            &spec.base.span(),
+            "`base` cannot contain a control character (tab, newline, ...)",
+        ));
+    }
+    for s in &instead_of {
         if s.contains(['\0', '\n']) {
             return Err(b.error(&at, "a URL prefix cannot contain a NUL or a newline"));
         }
@@ -78,7 +86,7 @@ impl Resource for Rewrite {
                 if !present.contains(v) {
                     // A pattern matching only this value: adds it, never
                     // replaces another.
-                    config.set_multivar(&key, &gitconfig::exact(v), v)?;
+                    gitconfig::add_value(config, &key, v)?;
                     changed = true;
                 }
             }

@@ -83,6 +83,41 @@ pub fn exact(value: &str) -> String {
     re
 }
 
+/// Add `value` to `key` (replacing an entry holding exactly `value`).
+///
+/// git2's `set_multivar` writes the value into the file as given, without
+/// the escaping its `set_str` does, so a tab, newline, quote or backslash
+/// would change what git reads back (a newline could even start a new
+/// entry). The value is escaped here the way git writes it; libgit2 then
+/// quotes it when it starts or ends with a space or holds `;` or `#`, and
+/// the other whitespace git drops at either end (`\r`, form feed,
+/// vertical tab) is quoted here.
+pub fn add_value(config: &mut git2::Config, key: &str, value: &str) -> Result<(), git2::Error> {
+    config.set_multivar(key, &exact(value), &written(value))
+}
+
+/// `value` as it is written after `key = ` (see [`add_value`]).
+fn written(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    for c in value.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    let libgit2_quotes =
+        out.is_empty() || out.starts_with(' ') || out.ends_with(' ') || out.contains([';', '#']);
+    let trimmed = |c: char| c.is_ascii_whitespace() || c == '\u{b}';
+    if !libgit2_quotes && (out.starts_with(trimmed) || out.ends_with(trimmed)) {
+        out = format!("\"{out}\"");
+    }
+    out
+}
+
 /// The values of `key` in a config, in file order.
 pub fn values(config: &git2::Config, key: &str) -> Result<Vec<String>, git2::Error> {
     let mut out = Vec::new();
@@ -148,6 +183,14 @@ pub fn plan_edit(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn values_are_written_as_git_reads_them() {
+        assert_eq!(super::written("plain value"), "plain value");
+        assert_eq!(super::written("\ta\"b\\c\nd"), r#"\ta\"b\\c\nd"#);
+        assert_eq!(super::written("\ra"), "\"\ra\"");
+        assert_eq!(super::written(" a;"), " a;");
+    }
+
     #[test]
     fn exact_escapes_regex_metacharacters() {
         assert_eq!(super::exact("https://a.b/x?"), r"^https://a\.b/x\?$");

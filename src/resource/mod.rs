@@ -6,6 +6,7 @@ pub mod attributes;
 mod clean;
 mod command;
 mod env;
+pub(crate) use env::{Env as EnvFile, Style as EnvStyle};
 mod git_config;
 mod git_url_rewrite;
 mod gitconfig;

@@ -378,6 +378,48 @@ value = "git@corp.invalid:app.git"
     Ok(())
 }
 
+/// Found by fuzzing: git2's set_multivar writes a value unescaped. Values
+/// with a leading tab, quotes, backslashes, `;`, `#` and a newline are read
+/// back by the git CLI exactly, and re-applying changes nothing.
+#[test]
+fn git_config_values_with_special_characters_are_read_back_by_git() -> TestResult {
+    let sb = Sandbox::new();
+    let values = [
+        "\tleading tab",
+        "say \"hi\" \\ back",
+        " spaced ; not # a comment ",
+        "two\nlines",
+        "\rcarriage",
+    ];
+    let list = values
+        .iter()
+        .map(|v| format!("{v:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // TOML basic strings take the same escapes as Rust's Debug for these.
+    let pb = sb.playbook(
+        "p.toml",
+        &format!("[playbook]\nname = \"c\"\n[[resource]]\ntype = \"git_config\"\nkey = \"fixer.test\"\nvalue = [{list}]\n"),
+    );
+    let pb = pb.to_str().ok_or("path")?;
+    sb.fixer(&["apply", pb]).assert().success();
+    let out = tool("git")
+        .args(["config", "--file"])
+        .arg(sb.at("/home/tester/.gitconfig"))
+        .args(["--null", "--get-all", "fixer.test"])
+        .output()?;
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let got: Vec<&str> = std::str::from_utf8(&out.stdout)?
+        .split_terminator('\0')
+        .collect();
+    assert_eq!(got, values);
+    sb.fixer(&["apply", pb])
+        .assert()
+        .success()
+        .stdout(contains("No changes"));
+    Ok(())
+}
+
 #[test]
 fn git_config_failures_are_clear_and_change_nothing() -> TestResult {
     let sb = Sandbox::new();
@@ -410,6 +452,10 @@ fn git_config_failures_are_clear_and_change_nothing() -> TestResult {
             "`x` is listed twice",
         ),
         (
+            "key = \"url.a\\tb.insteadOf\"\nvalue = \"x\"\n",
+            "is not a git config key",
+        ),
+        (
             "key = \"a.b\"\nvalue = \"x\"\nscope = \"relative/file\"\n",
             "scope is global, system or a file path",
         ),
@@ -424,6 +470,16 @@ fn git_config_failures_are_clear_and_change_nothing() -> TestResult {
             .stderr(contains(message))
             .stderr(contains("bad.toml:"));
     }
+    let pb = sb.playbook(
+        "bad.toml",
+        "[playbook]\nname = \"c\"\n[[resource]]\ntype = \"git_url_rewrite\"\nbase = \"https://a\\tb/\"\ninstead_of = \"x\"\n",
+    );
+    sb.fixer(&["plan", pb.to_str().ok_or("path")?])
+        .assert()
+        .code(1)
+        .stderr(contains("bad.toml:5:8: field `resource[0].base`"))
+        .stderr(contains("cannot contain a control character"));
+    assert_eq!(sb.tree(), before);
     Ok(())
 }
 

@@ -134,6 +134,11 @@ const CASES: &[(&str, &str, &str)] = &[
         "bad.toml:4:20: field `vars.v.secret`",
         "unknown field `secret`",
     ),
+    (
+        "[vars]\nv = \"a; b\"\n[[resource]]\ntype = \"command\"\nrun = \"echo {{{v}}}\"\n",
+        "bad.toml:7:7: field `resource[0].run`",
+        "substitute a value unquoted",
+    ),
 ];
 
 #[test]
