@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::host::LocalHost;
 use crate::playbook::template::{shell_quote, Renderer};
 use crate::playbook::{Overrides, Playbook};
-use crate::resource::{Context, EnvFile, EnvStyle};
+use crate::resource::{gitconfig_normal_key as normal_key, Context, EnvFile, EnvStyle};
 
 /// A property of the code under test that an input broke.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -359,7 +359,7 @@ pub fn env_edit(data: &[u8]) -> Checked {
 /// `instead_of` prefix) per line, `--`, the config file's bytes (no `--`:
 /// no file). The resource is declared in a playbook and planned against a
 /// `--root` tempdir holding the file. Properties: a file git reads can be
-/// planned; the planned file is one git reads, holding the declared values
+/// planned (or is refused, saying why, where libgit2 cannot edit it); the planned file is one git reads, holding the declared values
 /// with every other entry kept; planning it again changes nothing; no
 /// change means the values were already there.
 pub fn gitconfig(data: &[u8]) -> Checked {
@@ -435,6 +435,19 @@ pub fn gitconfig(data: &[u8]) -> Checked {
     };
     let delta = match resource.plan(&host, &cx) {
         Ok(d) => d,
+        // What libgit2 cannot edit safely is refused on purpose, and says
+        // so: a layout it would rewrite beyond the key (gitconfig::plan_edit),
+        // an entry of the key without a value (gitconfig::values).
+        Err(e)
+            if [
+                "would also change entries other than",
+                "has an entry without a value",
+            ]
+            .iter()
+            .any(|known| e.to_string().contains(known)) =>
+        {
+            return Ok(())
+        }
         Err(e) => {
             return match before {
                 Ok(_) => violation(format!("a config git reads cannot be planned: {e}")),
@@ -530,22 +543,10 @@ fn read_config(path: &Path) -> Result<Vec<(String, String)>, git2::Error> {
         let entry = entry?;
         out.push((
             normal_key(&String::from_utf8_lossy(entry.name_bytes())),
-            String::from_utf8_lossy(entry.value_bytes()).into_owned(),
+            crate::resource::gitconfig_value_of(entry),
         ));
     }
     Ok(out)
-}
-
-/// A key as git names its entries: section and name lower-cased, the
-/// subsection as written.
-fn normal_key(key: &str) -> String {
-    match (key.split_once('.'), key.rsplit_once('.')) {
-        (Some((section, rest)), Some((_, name))) if rest.len() > name.len() => {
-            let sub = &rest[..rest.len() - name.len() - 1];
-            format!("{}.{sub}.{}", section.to_lowercase(), name.to_lowercase())
-        }
-        _ => key.to_lowercase(),
-    }
 }
 
 fn same_key(entry: &str, key: &str) -> bool {

@@ -90,7 +90,7 @@ impl Resource for GitConfig {
     }
 
     fn plan(&self, host: &dyn Host, cx: &Context) -> Result<Delta, Error> {
-        gitconfig::plan_edit(host, self.scope.path(cx), |config| {
+        gitconfig::plan_edit(host, self.scope.path(cx), &self.key, |config| {
             if gitconfig::values(config, &self.key)? == self.values {
                 return Ok(false);
             }

@@ -79,7 +79,7 @@ impl Resource for Rewrite {
 
     fn plan(&self, host: &dyn Host, cx: &Context) -> Result<Delta, Error> {
         let key = format!("url.{}.insteadOf", self.base);
-        gitconfig::plan_edit(host, self.scope.path(cx), |config| {
+        gitconfig::plan_edit(host, self.scope.path(cx), &key, |config| {
             let present = gitconfig::values(config, &key)?;
             let mut changed = false;
             for v in &self.instead_of {

@@ -118,7 +118,34 @@ fn written(value: &str) -> String {
     out
 }
 
-/// The values of `key` in a config, in file order.
+/// Every entry of the config but those of `key`, in file order, as
+/// (name as git normalises it, value).
+fn other_entries(config: &git2::Config, key: &str) -> Result<Vec<(String, String)>, git2::Error> {
+    let key = normal_key(key);
+    let mut out = Vec::new();
+    config.entries(None)?.for_each(|entry| {
+        let name = normal_key(&String::from_utf8_lossy(entry.name_bytes()));
+        if name != key {
+            out.push((name, value_of(entry)));
+        }
+    })?;
+    Ok(out)
+}
+
+/// A key as git names its entries: section and name lower-cased, the
+/// subsection as written.
+pub fn normal_key(key: &str) -> String {
+    match (key.split_once('.'), key.rsplit_once('.')) {
+        (Some((section, rest)), Some((_, name))) if rest.len() > name.len() => {
+            let sub = &rest[..rest.len() - name.len() - 1];
+            format!("{}.{sub}.{}", section.to_lowercase(), name.to_lowercase())
+        }
+        _ => key.to_lowercase(),
+    }
+}
+
+/// The values of `key` in a config, in file order; an error when one of
+/// its entries has no value.
 pub fn values(config: &git2::Config, key: &str) -> Result<Vec<String>, git2::Error> {
     let mut out = Vec::new();
     let entries = match config.multivar(key, None) {
@@ -126,19 +153,47 @@ pub fn values(config: &git2::Config, key: &str) -> Result<Vec<String>, git2::Err
         Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(out),
         Err(e) => return Err(e),
     };
+    let mut valueless = false;
     entries.for_each(|entry| {
-        if let Ok(v) = entry.value() {
-            out.push(v.to_string());
-        }
+        valueless |= !entry.has_value();
+        out.push(value_of(entry));
     })?;
+    if valueless {
+        // libgit2 matches its value patterns against every entry of the
+        // key, and crashes (SIGSEGV) on one without a value.
+        return Err(git2::Error::from_str(&format!(
+            "`{key}` has an entry without a value (the name alone on its line), which \
+             libgit2 cannot edit; give it a value or remove it first (`git config --file \
+             FILE --unset-all {key}`)"
+        )));
+    }
     Ok(out)
+}
+
+/// An entry's value as `git config --get-all` prints it. A key written
+/// without `= value` (`[http] sslVerify`, boolean true) has none: git
+/// prints an empty line, and git2's `value()` would panic. A value that
+/// is not UTF-8 is kept (lossily), so it still counts as a value that is
+/// not the declared one.
+pub fn value_of(entry: &git2::ConfigEntry<'_>) -> String {
+    if entry.has_value() {
+        String::from_utf8_lossy(entry.value_bytes()).into_owned()
+    } else {
+        String::new()
+    }
 }
 
 /// Plan an edit of the config file at `path`: `edit` gets the parsed file
 /// and returns whether it changed anything.
+///
+/// Only `key` may change: libgit2 rewrites the whole file, and on some
+/// unusual layouts (a key on its section header's line, `[s]k`) it also
+/// changes other entries. The edited file is read back, and such an edit
+/// is refused rather than written.
 pub fn plan_edit(
     host: &dyn Host,
     path: PathBuf,
+    key: &str,
     edit: impl FnOnce(&mut git2::Config) -> Result<bool, git2::Error>,
 ) -> Result<Delta, Error> {
     let before = super::read_regular_file(host, &path)?;
@@ -155,12 +210,9 @@ pub fn plan_edit(
     }
     let git_err = |e: git2::Error| Error::Conflict(format!("{}: {}", path.display(), e.message()));
     let mut config = git2::Config::open(&copy).map_err(git_err)?;
-    // git2 parses lazily: make a malformed file fail here, named.
-    config
-        .entries(None)
-        .map_err(git_err)?
-        .for_each(|_| {})
-        .map_err(git_err)?;
+    // git2 parses lazily: reading every entry makes a malformed file fail
+    // here, named.
+    let others_before = other_entries(&config, key).map_err(git_err)?;
     if !edit(&mut config).map_err(git_err)? {
         return Ok(Delta::default());
     }
@@ -171,6 +223,17 @@ pub fn plan_edit(
     })?;
     if before.as_ref().is_some_and(|(b, _)| *b == content) {
         return Ok(Delta::default());
+    }
+    let others_after = git2::Config::open(&copy)
+        .and_then(|c| other_entries(&c, key))
+        .map_err(git_err)?;
+    if others_after != others_before {
+        return Err(Error::Conflict(format!(
+            "{}: libgit2 would also change entries other than `{key}` in this file \
+             (an unusual layout, such as a key on its section's header line); \
+             set it with `git config` instead",
+            path.display()
+        )));
     }
     Ok(Delta::ops(vec![Op::Write {
         shown: None,

@@ -7,6 +7,7 @@ mod clean;
 mod command;
 mod env;
 pub(crate) use env::{Env as EnvFile, Style as EnvStyle};
+pub(crate) use gitconfig::{normal_key as gitconfig_normal_key, value_of as gitconfig_value_of};
 mod git_config;
 mod git_url_rewrite;
 mod gitconfig;

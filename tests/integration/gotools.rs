@@ -420,6 +420,72 @@ fn git_config_values_with_special_characters_are_read_back_by_git() -> TestResul
     Ok(())
 }
 
+/// Found by fuzzing: a key written without a value (`[http] sslVerify`,
+/// boolean true) made git2 panic, and libgit2 crash (SIGSEGV) when editing
+/// the key. Such a key is refused, naming file and key; nothing changes.
+#[test]
+fn a_valueless_entry_of_the_key_is_refused_clearly() -> TestResult {
+    let sb = Sandbox::new();
+    let gitconfig = "/home/tester/.gitconfig";
+    sb.file(
+        gitconfig,
+        "[http]\n\tsslVerify\n[url \"ssh://x/\"]\n\tinsteadOf\n",
+    );
+    for (body, key) in [
+        (
+            "type = \"git_config\"\nkey = \"http.sslVerify\"\nvalue = \"false\"\n",
+            "http.sslVerify",
+        ),
+        (
+            "type = \"git_url_rewrite\"\nbase = \"ssh://x/\"\ninstead_of = \"https://x/\"\n",
+            "url.ssh://x/.insteadOf",
+        ),
+    ] {
+        let pb = sb.playbook(
+            "p.toml",
+            &format!("[playbook]\nname = \"c\"\n[[resource]]\n{body}"),
+        );
+        let before = sb.tree();
+        let out = sb.fixer(&["apply", pb.to_str().ok_or("path")?]).output()?;
+        assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+        let err = stderr_of(&out);
+        assert!(
+            err.contains(&format!(
+                "/home/tester/.gitconfig: `{key}` has an entry without a value"
+            )),
+            "{err}"
+        );
+        assert_eq!(sb.tree(), before);
+    }
+    Ok(())
+}
+
+/// Found by fuzzing: libgit2 rewrites `[section]key` (a key on its
+/// header's line) by adding a second `key` line. Such an edit is refused,
+/// naming the file, and nothing is written.
+#[test]
+fn an_edit_libgit2_would_spread_to_other_entries_is_refused() -> TestResult {
+    let sb = Sandbox::new();
+    let gitconfig = "/home/tester/.gitconfig";
+    sb.file(gitconfig, "[ecr]o\n\tpager = more\n");
+    let pb = sb.playbook(
+        "p.toml",
+        "[playbook]\nname = \"c\"\n[[resource]]\ntype = \"git_config\"\nkey = \"core.pager\"\nvalue = \"less\"\n",
+    );
+    let before = sb.tree();
+    let out = sb.fixer(&["apply", pb.to_str().ok_or("path")?]).output()?;
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(
+            "/home/tester/.gitconfig: libgit2 would also change entries other than `core.pager`"
+        ),
+        "{err}"
+    );
+    assert_eq!(sb.tree(), before);
+    Ok(())
+}
+
 #[test]
 fn git_config_failures_are_clear_and_change_nothing() -> TestResult {
     let sb = Sandbox::new();
