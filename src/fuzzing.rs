@@ -441,6 +441,7 @@ pub fn gitconfig(data: &[u8]) -> Checked {
         Err(e)
             if [
                 "would also change entries other than",
+                "libgit2 would leave",
                 "has an entry without a value",
             ]
             .iter()

@@ -92,7 +92,7 @@ impl Resource for GitConfig {
     fn plan(&self, host: &dyn Host, cx: &Context) -> Result<Delta, Error> {
         gitconfig::plan_edit(host, self.scope.path(cx), &self.key, |config| {
             if gitconfig::values(config, &self.key)? == self.values {
-                return Ok(false);
+                return Ok(None);
             }
             match config.remove_multivar(&self.key, ".*") {
                 Ok(()) => {}
@@ -102,7 +102,7 @@ impl Resource for GitConfig {
             for v in &self.values {
                 gitconfig::add_value(config, &self.key, v)?;
             }
-            Ok(true)
+            Ok(Some(self.values.clone()))
         })
     }
 }

@@ -80,17 +80,18 @@ impl Resource for Rewrite {
     fn plan(&self, host: &dyn Host, cx: &Context) -> Result<Delta, Error> {
         let key = format!("url.{}.insteadOf", self.base);
         gitconfig::plan_edit(host, self.scope.path(cx), &key, |config| {
-            let present = gitconfig::values(config, &key)?;
+            let mut values = gitconfig::values(config, &key)?;
             let mut changed = false;
             for v in &self.instead_of {
-                if !present.contains(v) {
+                if !values.contains(v) {
                     // A pattern matching only this value: adds it, never
                     // replaces another.
                     gitconfig::add_value(config, &key, v)?;
+                    values.push(v.clone());
                     changed = true;
                 }
             }
-            Ok(changed)
+            Ok(changed.then_some(values))
         })
     }
 }

@@ -183,18 +183,20 @@ pub fn value_of(entry: &git2::ConfigEntry<'_>) -> String {
     }
 }
 
-/// Plan an edit of the config file at `path`: `edit` gets the parsed file
-/// and returns whether it changed anything.
+/// Plan an edit of `key` in the config file at `path`: `edit` gets the
+/// parsed file and returns `None` when it changed nothing, else the values
+/// `key` holds after its edit, in file order.
 ///
-/// Only `key` may change: libgit2 rewrites the whole file, and on some
-/// unusual layouts (a key on its section header's line, `[s]k`) it also
-/// changes other entries. The edited file is read back, and such an edit
-/// is refused rather than written.
+/// libgit2 rewrites the whole file, and on some unusual layouts (a key on
+/// its section header's line, `[s]k = v`) it also changes other entries or
+/// misses entries of the key. The edited file is read back, and an edit
+/// that does not leave exactly those values and every other entry as it
+/// was is refused rather than written.
 pub fn plan_edit(
     host: &dyn Host,
     path: PathBuf,
     key: &str,
-    edit: impl FnOnce(&mut git2::Config) -> Result<bool, git2::Error>,
+    edit: impl FnOnce(&mut git2::Config) -> Result<Option<Vec<String>>, git2::Error>,
 ) -> Result<Delta, Error> {
     let before = super::read_regular_file(host, &path)?;
     let scratch = tempfile::tempdir().map_err(|source| Error::WriteLocal {
@@ -213,9 +215,9 @@ pub fn plan_edit(
     // git2 parses lazily: reading every entry makes a malformed file fail
     // here, named.
     let others_before = other_entries(&config, key).map_err(git_err)?;
-    if !edit(&mut config).map_err(git_err)? {
+    let Some(expected) = edit(&mut config).map_err(git_err)? else {
         return Ok(Delta::default());
-    }
+    };
     drop(config);
     let content = std::fs::read(&copy).map_err(|source| Error::Read {
         path: copy.clone(),
@@ -224,15 +226,21 @@ pub fn plan_edit(
     if before.as_ref().is_some_and(|(b, _)| *b == content) {
         return Ok(Delta::default());
     }
-    let others_after = git2::Config::open(&copy)
-        .and_then(|c| other_entries(&c, key))
-        .map_err(git_err)?;
-    if others_after != others_before {
-        return Err(Error::Conflict(format!(
-            "{}: libgit2 would also change entries other than `{key}` in this file \
-             (an unusual layout, such as a key on its section's header line); \
-             set it with `git config` instead",
+    let written = git2::Config::open(&copy).map_err(git_err)?;
+    let refuse = |what: String| {
+        Error::Conflict(format!(
+            "{}: libgit2 would {what} in this file (an unusual layout, such as a key \
+             on its section's header line); set it with `git config` instead",
             path.display()
+        ))
+    };
+    if other_entries(&written, key).map_err(git_err)? != others_before {
+        return Err(refuse(format!("also change entries other than `{key}`")));
+    }
+    let got = values(&written, key).map_err(git_err)?;
+    if got != expected {
+        return Err(refuse(format!(
+            "leave `{key}` holding {got:?}, not {expected:?}"
         )));
     }
     Ok(Delta::ops(vec![Op::Write {

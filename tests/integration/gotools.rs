@@ -460,29 +460,36 @@ fn a_valueless_entry_of_the_key_is_refused_clearly() -> TestResult {
     Ok(())
 }
 
-/// Found by fuzzing: libgit2 rewrites `[section]key` (a key on its
-/// header's line) by adding a second `key` line. Such an edit is refused,
-/// naming the file, and nothing is written.
+/// Found by fuzzing: on a key written on its section's header line
+/// (`[ecr]o`, `[core] pager = more`), libgit2's rewrite adds a second entry
+/// of another key, or leaves the old value of the declared key in place.
+/// Every edit is read back, and such an edit is refused, naming the file;
+/// nothing is written.
 #[test]
-fn an_edit_libgit2_would_spread_to_other_entries_is_refused() -> TestResult {
-    let sb = Sandbox::new();
-    let gitconfig = "/home/tester/.gitconfig";
-    sb.file(gitconfig, "[ecr]o\n\tpager = more\n");
-    let pb = sb.playbook(
-        "p.toml",
-        "[playbook]\nname = \"c\"\n[[resource]]\ntype = \"git_config\"\nkey = \"core.pager\"\nvalue = \"less\"\n",
-    );
-    let before = sb.tree();
-    let out = sb.fixer(&["apply", pb.to_str().ok_or("path")?]).output()?;
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr_of(&out);
-    assert!(
-        err.contains(
-            "/home/tester/.gitconfig: libgit2 would also change entries other than `core.pager`"
+fn an_edit_libgit2_would_get_wrong_is_refused() -> TestResult {
+    for (config, message) in [
+        (
+            "[ecr]o\n\tpager = more\n",
+            "/home/tester/.gitconfig: libgit2 would also change entries other than `core.pager`",
         ),
-        "{err}"
-    );
-    assert_eq!(sb.tree(), before);
+        (
+            "[core]\tpager = more\n\tpager = less\n",
+            "/home/tester/.gitconfig: libgit2 would leave `core.pager` holding",
+        ),
+    ] {
+        let sb = Sandbox::new();
+        sb.file("/home/tester/.gitconfig", config);
+        let pb = sb.playbook(
+            "p.toml",
+            "[playbook]\nname = \"c\"\n[[resource]]\ntype = \"git_config\"\nkey = \"core.pager\"\nvalue = \"less -R\"\n",
+        );
+        let before = sb.tree();
+        let out = sb.fixer(&["apply", pb.to_str().ok_or("path")?]).output()?;
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr_of(&out);
+        assert!(err.contains(message), "{config:?}: {err}");
+        assert_eq!(sb.tree(), before);
+    }
     Ok(())
 }
 
