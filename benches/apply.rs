@@ -4,26 +4,30 @@
 //! same run. Reports per-resource time and each run's peak RSS, for several
 //! N, so a cost or memory growing faster than the playbook shows up.
 //!
-//! `cargo bench --bench apply`; `FIXER_BENCH_WRITE_DOCS=1` also rewrites
-//! docs/benchmarks.md with the table.
+//! `cargo bench --bench apply`; `FIXER_BENCH_WRITE_DOCS=1` also writes
+//! docs/benchmarks-apply.md (and reassembles docs/benchmarks.md).
 
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
 
-type Result<T, E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
+mod common;
+use common::Result;
 
 const DIRS: usize = 32;
 
 fn main() -> Result<()> {
-    // Child mode: run fixer once and report its wall time and peak RSS. A
-    // process of our own with exactly one child makes RUSAGE_CHILDREN exact.
-    if std::env::var_os("FIXER_BENCH_CHILD").is_some() {
-        return child();
+    // Child mode: run fixer once and report its wall time and peak RSS.
+    if common::is_child() {
+        return common::child_main();
     }
-    let fixer = fixer_binary()?;
+    // benches/run.sh, after writing the fuzzing page.
+    if std::env::var_os("FIXER_BENCH_REASSEMBLE_ONLY").is_some() {
+        return common::reassemble();
+    }
+    let fixer = common::fixer_binary()?;
     let sizes: Vec<(usize, usize)> = vec![(250, 5), (1000, 5), (4000, 3)];
     let mut rows = Vec::new();
     for (n, repeats) in sizes {
@@ -35,46 +39,6 @@ fn main() -> Result<()> {
         write_docs(&table)?;
     }
     Ok(())
-}
-
-fn child() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (program, rest) = args.split_first().ok_or("child: no program")?;
-    let t0 = Instant::now();
-    let status = Command::new(program)
-        .args(rest)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .status()?;
-    let wall = t0.elapsed();
-    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?;
-    if !status.success() {
-        return Err(format!("{program} {rest:?} failed: {status}").into());
-    }
-    // ru_maxrss is in KiB on Linux.
-    println!("{} {}", wall.as_micros(), usage.max_rss());
-    Ok(())
-}
-
-fn fixer_binary() -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    // target/release/deps/apply-HASH -> target/release/fixer
-    let release = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("cannot find the target directory")?;
-    let fixer = release.join("fixer");
-    if !fixer.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .args(["build", "--release", "--bin", "fixer"])
-            .status()?
-            .success();
-        if !ok {
-            return Err("cargo build --release failed".into());
-        }
-    }
-    Ok(fixer)
 }
 
 fn content(i: usize) -> String {
@@ -101,26 +65,10 @@ fn playbook(dir: &Path, n: usize) -> Result<PathBuf> {
 
 /// One fixer run through the child wrapper: (wall, peak RSS KiB).
 fn run_fixer(fixer: &Path, args: &[&str], root: &Path) -> Result<(Duration, u64)> {
-    let out = Command::new(std::env::current_exe()?)
-        .env("FIXER_BENCH_CHILD", "1")
-        .arg(fixer)
-        .args(args)
-        .arg("--root")
-        .arg(root)
-        .output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "fixer {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    let text = String::from_utf8(out.stdout)?;
-    let mut it = text.split_whitespace().map(str::parse::<u64>);
-    match (it.next(), it.next()) {
-        (Some(Ok(us)), Some(Ok(kib))) => Ok((Duration::from_micros(us), kib)),
-        _ => Err(format!("child printed {text:?}").into()),
-    }
+    let root = root.to_str().ok_or("root path")?;
+    let mut full = args.to_vec();
+    full.extend(["--root", root]);
+    common::measured(fixer, &full, Path::new("."), &[])
 }
 
 /// The floor: the same files written the cheapest safe way.
@@ -244,18 +192,9 @@ with the disk's fsync latency, so compare ratios within one table.
 ";
 
 fn write_docs(table: &str) -> Result<()> {
-    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/benchmarks.md");
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
-    // The SSH fan-out has its own bench (fleet.rs, against ansible); its
-    // last results are repeated here so this page has every ratio.
-    let ssh = std::fs::read_to_string(docs.with_file_name("benchmarks-ssh.md"))
-        .map(|t| format!("#{t}"))
-        .unwrap_or_else(|_| {
-            "## SSH fan-out\n\nNot measured yet: `cargo bench --bench fleet`.\n".into()
-        });
     let text = format!(
-        "# Benchmarks\n\n\
-         ## Plan and apply of N `file` resources (local, `--root` on a tempdir)\n\n\
+        "# Benchmark: plan and apply of N `file` resources (local, `--root` on a tempdir)\n\n\
          Each resource writes a ~30-byte file with mode 0640 into one of {DIRS} \
          directories. Every fixer run is a separate process (its wall time and peak RSS \
          measured by a wrapper process); medians over the repeats (5, or 3 for N = 4000). \
@@ -266,8 +205,7 @@ fn write_docs(table: &str) -> Result<()> {
          `validate` only loads the playbook: the RSS of plan and apply beyond it is what \
          they hold while working.\n\n\
          Reproduce: `FIXER_BENCH_WRITE_DOCS=1 cargo bench --bench apply` \
-         (this table: {cores} cores).\n\n{table}\n{READING}\n{ssh}"
+         (this table: {cores} cores).\n\n{table}\n{READING}"
     );
-    std::fs::write(docs, text)?;
-    Ok(())
+    common::write_page("benchmarks-apply.md", &text)
 }

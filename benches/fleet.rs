@@ -1,49 +1,32 @@
 //! Benchmark: one 50-resource playbook on 10 sshd test hosts at once, fixer
-//! against `ansible-playbook` (ansible-core from PyPI, in a venv this bench
-//! makes under target/) on the equivalent playbook and the same hosts.
+//! against `ansible-playbook` (ansible-core) and `pyinfra`, both from PyPI in
+//! a venv this bench makes under target/, on the equivalent playbook and
+//! deploy and the same hosts.
 //!
 //! Each host is a real OpenSSH sshd of our own in its own mount namespace
 //! (tests/integration/sshd.rs), reached through a counting TCP relay, so the
 //! round trips each tool makes per host are counted on the wire, not
 //! estimated. Runs alternate between the tools; medians over the rounds.
 //!
-//! `cargo bench --bench fleet`; `FIXER_BENCH_WRITE_DOCS=1` also rewrites
-//! docs/benchmarks-ssh.md. Needs root (mount namespaces), openssh-server,
-//! python3 with venv, and PyPI.
+//! `cargo bench --bench fleet`; `FIXER_BENCH_WRITE_DOCS=1` also writes
+//! docs/benchmarks-ssh.md (and reassembles docs/benchmarks.md). Needs root
+//! (mount namespaces), openssh-server, python3 with venv, and PyPI.
 
 #[allow(dead_code)]
 #[path = "../tests/integration/sshd.rs"]
 mod sshd;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sshd::{Client, Relay, TestHost};
 
-type Result<T, E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
+mod common;
+use common::{median, Result};
 
 const HOSTS: usize = 10;
 const RESOURCES: usize = 50;
-const ROUNDS: usize = 3;
-
-fn fixer_binary() -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let release = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("cannot find the target directory")?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    // Always rebuild: a stale binary would measure old code.
-    if !Command::new(cargo)
-        .args(["build", "--release", "--bin", "fixer"])
-        .status()?
-        .success()
-    {
-        return Err("cargo build --release failed".into());
-    }
-    Ok(release.join("fixer"))
-}
 
 fn content(i: usize) -> String {
     format!("value {i}\n")
@@ -71,34 +54,15 @@ fn ansible_playbook() -> String {
     pb
 }
 
-/// A venv with ansible-core, made once.
-fn ansible(target: &Path) -> Result<PathBuf> {
-    let venv = target.join("bench-venv");
-    let bin = venv.join("bin/ansible-playbook");
-    if !bin.exists() {
-        let py = if Path::new("/usr/bin/python3").exists() {
-            "/usr/bin/python3"
-        } else {
-            "python3"
-        };
-        if !Command::new(py)
-            .arg("-m")
-            .arg("venv")
-            .arg(&venv)
-            .status()?
-            .success()
-        {
-            return Err("python3 -m venv failed".into());
-        }
-        if !Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "ansible-core"])
-            .status()?
-            .success()
-        {
-            return Err("pip install ansible-core failed".into());
-        }
+fn pyinfra_deploy() -> String {
+    let mut d = String::from("from io import StringIO\nfrom pyinfra.operations import files\n");
+    for i in 0..RESOURCES {
+        d.push_str(&format!(
+            "files.put(src=StringIO({:?}), dest=\"/srv/many/f{i:03}.conf\", mode=\"644\")\n",
+            content(i)
+        ));
     }
-    Ok(bin)
+    d
 }
 
 fn reset(hosts: &[TestHost]) -> Result<()> {
@@ -137,26 +101,23 @@ fn timed(cmd: &mut Command, relays: &[Relay]) -> Result<Sample> {
     })
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
 fn main() -> Result<()> {
-    let fixer = fixer_binary()?;
+    let fixer = common::fixer_binary()?;
     let target = fixer
         .parent()
         .and_then(Path::parent)
         .ok_or("no target dir")?
         .to_path_buf();
-    let ansible_bin = ansible(&target)?;
-    let ansible_version = Command::new(&ansible_bin).arg("--version").output()?;
-    let ansible_version = String::from_utf8_lossy(&ansible_version.stdout)
-        .lines()
-        .next()
-        .unwrap_or("ansible")
-        .to_string();
+    let venv = common::venv(&target)?;
+    let ansible_bin = venv.join("ansible-playbook");
+    let ansible_version = common::version(&ansible_bin);
+    let pyinfra_bin = venv.join("pyinfra");
+    let pyinfra_version = common::version(&pyinfra_bin);
 
+    let rounds: usize = std::env::var("FIXER_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     let client = Client::new();
     let hosts: Vec<TestHost> = (0..HOSTS).map(|_| TestHost::start(&client)).collect();
     let relays: Vec<Relay> = hosts.iter().map(|h| Relay::start(h.port)).collect();
@@ -181,6 +142,24 @@ fn main() -> Result<()> {
         ));
     }
     std::fs::write(home.join("hosts.ini"), inventory)?;
+    let deploy = home.join("deploy.py");
+    std::fs::write(&deploy, pyinfra_deploy())?;
+    // Strict host keys, our key only, no agent: as for the others.
+    let mut pyinventory = String::from("hosts = [\n");
+    for (i, r) in relays.iter().enumerate() {
+        pyinventory.push_str(&format!(
+            "    (\"h{i}\", {{\"ssh_hostname\": \"127.0.0.1\", \"ssh_port\": {}, \"ssh_user\": \"root\", \
+             \"ssh_key\": \"{key}\", \"ssh_known_hosts_file\": \"{kh}\", \
+             \"ssh_strict_host_key_checking\": \"yes\", \"ssh_allow_agent\": False, \
+             \"ssh_look_for_keys\": False}}),\n",
+            r.port,
+            key = home.join(".ssh/id_ed25519").display(),
+            kh = home.join(".ssh/known_hosts").display()
+        ));
+    }
+    pyinventory.push_str("]\n");
+    let pyinventory_path = home.join("inventory.py");
+    std::fs::write(&pyinventory_path, pyinventory)?;
     std::fs::write(
         home.join("ansible.cfg"),
         format!(
@@ -221,44 +200,86 @@ fn main() -> Result<()> {
         c
     };
 
-    // (operation, fixer samples, ansible samples)
+    let pyinfra_cmd = |dry: bool| {
+        let mut c = Command::new(&pyinfra_bin);
+        c.args(["-y", "--parallel", &HOSTS.to_string()]);
+        if dry {
+            c.arg("--dry");
+        }
+        c.arg(&pyinventory_path)
+            .arg(&deploy)
+            .env("HOME", home)
+            .env_remove("SSH_AUTH_SOCK")
+            .current_dir(home);
+        c
+    };
+
     let ops = [
-        "plan / --check (empty hosts)",
+        "plan / --check / --dry (empty hosts)",
         "apply (first)",
         "apply (no change)",
     ];
-    let mut fixer_s: Vec<Vec<Sample>> = ops.iter().map(|_| Vec::new()).collect();
-    let mut ansible_s: Vec<Vec<Sample>> = ops.iter().map(|_| Vec::new()).collect();
-    for round in 0..ROUNDS {
-        eprintln!("round {}/{ROUNDS}", round + 1);
-        reset(&hosts)?;
-        fixer_s[0].push(timed(&mut fixer_cmd("plan"), &relays)?);
-        fixer_s[1].push(timed(&mut fixer_cmd("apply"), &relays)?);
-        fixer_s[2].push(timed(&mut fixer_cmd("apply"), &relays)?);
-        reset(&hosts)?;
-        ansible_s[0].push(timed(&mut ansible_cmd(true), &relays)?);
-        ansible_s[1].push(timed(&mut ansible_cmd(false), &relays)?);
-        ansible_s[2].push(timed(&mut ansible_cmd(false), &relays)?);
-    }
-    for h in &hosts {
-        let got = std::fs::read_to_string(h.fs("/srv/many/f049.conf"))?;
-        if got != content(49) {
-            return Err("a host does not hold the playbook's content".into());
+    // samples[tool][operation]
+    let mut samples: Vec<Vec<Vec<Sample>>> = (0..3)
+        .map(|_| ops.iter().map(|_| Vec::new()).collect())
+        .collect();
+    let check_hosts = |tool: &str| -> Result<()> {
+        for h in &hosts {
+            for i in 0..RESOURCES {
+                let p = h.fs(&format!("/srv/many/f{i:03}.conf"));
+                let got = std::fs::read_to_string(&p)?;
+                let mode =
+                    std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&p)?.permissions());
+                if got != content(i) || mode & 0o777 != 0o644 {
+                    return Err(format!("{tool}: {} is wrong", p.display()).into());
+                }
+            }
+        }
+        Ok(())
+    };
+    for round in 0..rounds {
+        eprintln!("round {}/{rounds}", round + 1);
+        // Alternate the order, so no tool always runs first.
+        let mut order = [0, 1, 2];
+        order.rotate_left(round % 3);
+        for tool in order {
+            reset(&hosts)?;
+            let run = |op: usize| -> Result<Sample> {
+                match (tool, op) {
+                    (0, 0) => timed(&mut fixer_cmd("plan"), &relays),
+                    (0, _) => timed(&mut fixer_cmd("apply"), &relays),
+                    (1, op) => timed(&mut ansible_cmd(op == 0), &relays),
+                    (_, op) => timed(&mut pyinfra_cmd(op == 0), &relays),
+                }
+            };
+            for (op, taken) in samples[tool].iter_mut().enumerate() {
+                taken.push(run(op)?);
+            }
+            check_hosts(["fixer", "ansible", "pyinfra"][tool])?;
         }
     }
 
     let mut table = String::from(
-        "| operation | fixer s | ansible s | fixer/ansible | fixer round trips per host | ansible round trips per host |\n\
-         |---|---:|---:|---:|---:|---:|\n",
+        "| operation | fixer s | ansible s | pyinfra s | fixer/ansible | fixer/pyinfra | round trips per host: fixer | ansible | pyinfra |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for (i, op) in ops.iter().enumerate() {
-        let f = median(fixer_s[i].iter().map(|s| s.secs).collect());
-        let a = median(ansible_s[i].iter().map(|s| s.secs).collect());
-        let frt = median(fixer_s[i].iter().map(|s| s.round_trips).collect());
-        let art = median(ansible_s[i].iter().map(|s| s.round_trips).collect());
+        let secs: Vec<f64> = (0..3)
+            .map(|t| median(samples[t][i].iter().map(|s| s.secs).collect()))
+            .collect();
+        let trips: Vec<f64> = (0..3)
+            .map(|t| median(samples[t][i].iter().map(|s| s.round_trips).collect()))
+            .collect();
         table.push_str(&format!(
-            "| {op} | {f:.2} | {a:.2} | {:.2}x | {frt:.0} | {art:.0} |\n",
-            f / a
+            "| {op} | {:.2} | {:.2} | {:.2} | {} | {} | {:.0} | {:.0} | {:.0} |\n",
+            secs[0],
+            secs[1],
+            secs[2],
+            common::ratio(secs[0] / secs[1]),
+            common::ratio(secs[0] / secs[2]),
+            trips[0],
+            trips[1],
+            trips[2]
         ));
     }
     println!("{table}");
@@ -270,21 +291,21 @@ fn main() -> Result<()> {
              {HOSTS} sshd test hosts at once (`--forks {HOSTS}`), against \
              `ansible-playbook` ({ansible_version}, from PyPI, with pipelining, \
              ControlPersist and no fact gathering: its fastest setup) on the \
-             equivalent playbook of `ansible.builtin.copy` tasks and the same hosts. \
+             equivalent playbook of `ansible.builtin.copy` tasks, and `pyinfra` \
+             ({pyinfra_version}, `--parallel {HOSTS}`, one `files.put` per file), on \
+             the same hosts, all with strict host key checking. \
              Each host is a real OpenSSH sshd on loopback in its own mount namespace, \
              reached through a TCP relay that counts round trips (a client burst \
              answered by the server). Wall time of the whole command; medians of \
-             {ROUNDS} rounds, the tools alternating; hosts emptied before each tool's \
-             first run. fixer's apply also journals every change on the host and \
+             {rounds} rounds, the tools alternating; hosts emptied before each tool's \
+             first run, and every file's content and mode checked on every host after \
+             each tool's apply. fixer's apply also journals every change on the host and \
              arms the self-restore watchdog.\n\n\
              Reproduce: `FIXER_BENCH_WRITE_DOCS=1 cargo bench --bench fleet` \
              (as root; this table: {cores} cores, loopback, so latency is ~0 and \
              round trips, not time, are what a real network multiplies).\n\n{table}"
         );
-        std::fs::write(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/benchmarks-ssh.md"),
-            text,
-        )?;
+        common::write_page("benchmarks-ssh.md", &text)?;
     }
     Ok(())
 }
