@@ -52,9 +52,12 @@ fn build(value: Spanned<DeValue<'_>>, b: &Build<'_>) -> Result<Box<dyn Resource>
             "`base` cannot contain a control character (tab, newline, ...)",
         ));
     }
-    for s in &instead_of {
+    for (i, s) in instead_of.iter().enumerate() {
         if s.contains(['\0', '\n']) {
             return Err(b.error(&at, "a URL prefix cannot contain a NUL or a newline"));
+        }
+        if instead_of[..i].contains(s) {
+            return Err(b.error(&at, format!("`{s}` is listed twice")));
         }
     }
     Ok(Box::new(Rewrite {

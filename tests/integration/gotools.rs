@@ -552,6 +552,15 @@ fn git_config_failures_are_clear_and_change_nothing() -> TestResult {
         .code(1)
         .stderr(contains("bad.toml:5:8: field `resource[0].base`"))
         .stderr(contains("cannot contain a control character"));
+    let pb = sb.playbook(
+        "bad.toml",
+        "[playbook]\nname = \"c\"\n[[resource]]\ntype = \"git_url_rewrite\"\nbase = \"ssh://a/\"\ninstead_of = [\"https://a/\", \"https://a/\"]\n",
+    );
+    sb.fixer(&["plan", pb.to_str().ok_or("path")?])
+        .assert()
+        .code(1)
+        .stderr(contains("bad.toml:6:14: field `resource[0].instead_of`"))
+        .stderr(contains("`https://a/` is listed twice"));
     assert_eq!(sb.tree(), before);
     Ok(())
 }
