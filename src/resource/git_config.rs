@@ -42,10 +42,11 @@ fn build(value: Spanned<DeValue<'_>>, b: &Build<'_>) -> Result<Box<dyn Resource>
     };
     let name_ok = name.starts_with(|c: char| c.is_ascii_alphabetic())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-    let section_ok = !section.is_empty()
+    // As libgit2 checks them (it refuses `-ttp.a.b`, which git takes).
+    let section_ok = section.starts_with(|c: char| c.is_ascii_alphanumeric())
         && section
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+            .all(|c| c.is_ascii_alphanumeric() || c == '-');
     // No control character anywhere: libgit2 writes a tab or backspace in
     // a subsection as an escape that git reads back as a plain letter.
     if !name_ok || !section_ok || key.contains(char::is_control) {

@@ -529,6 +529,10 @@ fn git_config_failures_are_clear_and_change_nothing() -> TestResult {
             "is not a git config key",
         ),
         (
+            "key = \"-http.sslVerify\"\nvalue = \"x\"\n",
+            "`-http.sslVerify` is not a git config key",
+        ),
+        (
             "key = \"a.b\"\nvalue = \"x\"\nscope = \"relative/file\"\n",
             "scope is global, system or a file path",
         ),
