@@ -205,12 +205,30 @@ pub fn plan_edit(
     })?;
     let copy = scratch.path().join("config");
     if let Some((bytes, _)) = &before {
+        // libgit2 reads a file as C text, up to its first NUL, on some
+        // paths and as bytes on others: such a file is refused up front.
+        if let Some(at) = bytes.iter().position(|b| *b == 0) {
+            let line = 1 + bytes[..at].iter().filter(|b| **b == b'\n').count();
+            return Err(Error::Conflict(format!(
+                "{}:{line}: holds a NUL byte: not a git config file",
+                path.display()
+            )));
+        }
         std::fs::write(&copy, bytes).map_err(|source| Error::WriteLocal {
             path: copy.clone(),
             source,
         })?;
     }
-    let git_err = |e: git2::Error| Error::Conflict(format!("{}: {}", path.display(), e.message()));
+    // libgit2's messages name the scratch copy: name the real file instead.
+    let scratch_name = copy.display().to_string();
+    let git_err = |e: git2::Error| {
+        Error::Conflict(format!(
+            "{}: {}",
+            path.display(),
+            e.message()
+                .replace(&scratch_name, &path.display().to_string())
+        ))
+    };
     let mut config = git2::Config::open(&copy).map_err(git_err)?;
     // git2 parses lazily: reading every entry makes a malformed file fail
     // here, named.

@@ -505,8 +505,20 @@ fn git_config_failures_are_clear_and_change_nothing() -> TestResult {
     let out = sb.fixer(&["apply", pb.to_str().ok_or("path")?]).output()?;
     assert_eq!(out.status.code(), Some(1));
     let err = stderr_of(&out);
+    // libgit2's own message names the real file, never fixer's scratch copy.
     assert!(
-        err.contains("resource `git_config:~/.gitconfig:user.email`: /home/tester/.gitconfig:"),
+        err.contains("resource `git_config:~/.gitconfig:user.email`: /home/tester/.gitconfig: failed to parse config file: missing ']' in section header (in /home/tester/.gitconfig:1)"),
+        "{err}"
+    );
+    assert_eq!(sb.tree(), before);
+    // Found by fuzzing: libgit2 reads up to a NUL on some paths only.
+    sb.file("/home/tester/.gitconfig", "[user]\n\tname = a\0b\n");
+    let before = sb.tree();
+    let out = sb.fixer(&["apply", pb.to_str().ok_or("path")?]).output()?;
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("/home/tester/.gitconfig:2: holds a NUL byte: not a git config file"),
         "{err}"
     );
     assert_eq!(sb.tree(), before);
