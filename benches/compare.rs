@@ -145,18 +145,22 @@ fn main() -> Result<()> {
         common::version(&pyinfra)
     );
     let python = bin.join("python3");
+    // N:rounds,... Ansible takes ~0.4 s per file and per apply here, so
+    // N = 1000 gets one round by default (about 20 minutes).
     let sizes: Vec<(usize, usize)> = std::env::var("FIXER_BENCH_SIZES")
         .ok()
         .map(|s| {
             s.split(',')
-                .filter_map(|n| n.trim().parse().ok())
-                .map(|n| (n, 3))
+                .filter_map(|part| {
+                    let (n, rounds) = part.trim().split_once(':').unwrap_or((part.trim(), "3"));
+                    Some((n.parse().ok()?, rounds.parse().ok()?))
+                })
                 .collect()
         })
-        .unwrap_or_else(|| vec![(100, 3), (1000, 3)]);
+        .unwrap_or_else(|| vec![(100, 3), (1000, 1)]);
     let mut table = String::from(
-        "| N | tool | first apply s | fixer/tool | vs floor | no-change apply s | fixer/tool | peak RSS MiB |\n\
-         |---:|---|---:|---:|---:|---:|---:|---:|\n",
+        "| N | rounds | tool | first apply s | fixer/tool | vs floor | no-change apply s | fixer/tool | peak RSS MiB |\n\
+         |---:|---:|---|---:|---:|---:|---:|---:|---:|\n",
     );
     for (n, rounds) in sizes {
         let work = tempfile::tempdir()?;
@@ -245,14 +249,14 @@ fn main() -> Result<()> {
         let floor_s = median(floors);
         let fixer_first = median(results[0].first.clone());
         let fixer_again = median(results[0].again.clone());
-        table.push_str(&format!(
-            "| {n} | floor: write+fsync+rename loop | {floor_s:.3} |  |  |  |  |  |\n"
-        ));
+        let mut rows = format!(
+            "| {n} | {rounds} | floor: write+fsync+rename loop | {floor_s:.3} |  |  |  |  |  |\n"
+        );
         for (tool, res) in tools.iter().zip(&results) {
             let first = median(res.first.clone());
             let again = median(res.again.clone());
-            table.push_str(&format!(
-                "| {n} | {} | {first:.3} | {} | {:.1}x | {again:.3} | {} | {:.1} |\n",
+            rows.push_str(&format!(
+                "| {n} | {rounds} | {} | {first:.3} | {} | {:.1}x | {again:.3} | {} | {:.1} |\n",
                 tool.name,
                 ratio(fixer_first / first),
                 first / floor_s,
@@ -260,6 +264,9 @@ fn main() -> Result<()> {
                 res.rss_kib as f64 / 1024.0
             ));
         }
+        // Shown as each size finishes: the large one takes long.
+        eprint!("{rows}");
+        table.push_str(&rows);
     }
     println!("{table}");
     if std::env::var_os("FIXER_BENCH_WRITE_DOCS").is_some() {
@@ -273,7 +280,8 @@ fn main() -> Result<()> {
                  an Ansible playbook (local connection, no fact gathering, one `copy` per \
                  file in a loop) and a pyinfra deploy (`@local`, one `files.put` per file). \
                  Each run is its own process; the tools alternate round by round; medians \
-                 of 3 rounds. Every run's result is checked (content and mode of every \
+                 over the rounds the table gives (one at N = 1000, where one Ansible apply \
+                 takes minutes). Every run's result is checked (content and mode of every \
                  file). fixer/tool below 1 means fixer is faster. \"vs floor\" is the \
                  first apply over the same writes done in-process by a plain loop of \
                  write, fsync, chmod and rename. Peak RSS is that of the largest process \
