@@ -19,5 +19,6 @@ pub mod journal;
 pub mod plan;
 pub mod playbook;
 pub mod resource;
+pub mod scaffold;
 
 pub use error::{Error, Result};

@@ -8,7 +8,7 @@ use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 
 use fixer::apply::{self, Event};
 use fixer::error::Error;
@@ -122,6 +122,27 @@ enum Command {
         /// shipped playbooks and ~/.config/fixer/playbooks.
         #[arg(long = "playbooks", value_name = "DIR")]
         playbooks: Vec<PathBuf>,
+    },
+    /// Start a playbook from a shipped one (without NAME: list them).
+    Init {
+        /// The shipped playbook to start from, e.g. go-proxy-mirror.
+        name: Option<String>,
+        /// Where to write it (default: ./NAME.toml; its templates go to
+        /// templates/ beside it). Never overwrites.
+        #[arg(long, value_name = "FILE")]
+        to: Option<PathBuf>,
+    },
+    /// Print the shell completion script for SHELL (docs/guide.md says
+    /// where each shell looks for it).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page fixer(1), or write it and one page per command
+    /// (fixer-plan(1), ...) into DIR.
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -279,6 +300,9 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
             },
             Command::History => remote::Job::History,
             Command::Diagnose { .. } => return Err(no_target_for_diagnose()),
+            Command::Completions { shell } => return completions(g, *shell),
+            Command::Init { name, to } => return init(g, name.as_deref(), to.as_deref(), p),
+            Command::Man { dir } => return man(g, dir.as_deref()),
         };
         // Bad input fails here, before any host is contacted.
         if let remote::Job::Plan { playbook } | remote::Job::Apply { playbook, .. } = &job {
@@ -373,7 +397,67 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
             Ok(0)
         }
         Command::Diagnose { log, playbooks } => diagnose(g, log, playbooks, p),
+        Command::Completions { shell } => completions(g, *shell),
+        Command::Init { name, to } => init(g, name.as_deref(), to.as_deref(), p),
+        Command::Man { dir } => man(g, dir.as_deref()),
     }
+}
+
+/// `fixer init [NAME] [--to FILE]`: works on this machine's files only.
+fn init(g: &Global, name: Option<&str>, to: Option<&Path>, p: &mut Printer) -> Result<u8, Error> {
+    refuse_target_options(g, "init")?;
+    let dir = fixer::diagnose::default_dirs(None)
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Usage("no shipped playbooks found".into()))?;
+    let shipped = fixer::scaffold::shipped(&dir)?;
+    let Some(name) = name else {
+        p.shipped_playbooks(&shipped);
+        return Ok(0);
+    };
+    let Some(from) = shipped.iter().find(|s| s.name == name) else {
+        let names: Vec<&str> = shipped.iter().map(|s| s.name.as_str()).collect();
+        return Err(Error::Usage(format!(
+            "no shipped playbook `{name}`; choose one of: {}",
+            names.join(", ")
+        )));
+    };
+    let dest = to.map_or_else(|| PathBuf::from(format!("{name}.toml")), Path::to_path_buf);
+    let made = fixer::scaffold::init(from, &dest)?;
+    p.scaffolded(&made);
+    Ok(0)
+}
+
+/// `fixer completions SHELL`: about fixer itself, no playbook, no target.
+fn completions(g: &Global, shell: clap_complete::Shell) -> Result<u8, Error> {
+    refuse_target_options(g, "completions")?;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "fixer", &mut out);
+    write_stdout(&out)?;
+    Ok(0)
+}
+
+/// `fixer man [--dir DIR]`: fixer(1) on stdout, or every page into DIR.
+fn man(g: &Global, dir: Option<&Path>) -> Result<u8, Error> {
+    refuse_target_options(g, "man")?;
+    let cmd = Cli::command();
+    match dir {
+        Some(dir) => clap_mangen::generate_to(cmd, dir).map_err(|source| Error::WriteLocal {
+            path: dir.to_path_buf(),
+            source,
+        })?,
+        None => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut out)
+                .map_err(|source| Error::WriteLocal {
+                    path: "-".into(),
+                    source,
+                })?;
+            write_stdout(&out)?;
+        }
+    }
+    Ok(0)
 }
 
 /// Diagnose reads a log on this machine and names playbooks: it never
@@ -430,6 +514,27 @@ fn diagnose(g: &Global, log: &Path, dirs: &[PathBuf], p: &mut Printer) -> Result
     let diagnosis = fixer::diagnose::diagnose(&log, &catalog);
     p.diagnosis(&name, &log, &diagnosis, &catalog);
     Ok(0)
+}
+
+/// Commands about fixer itself refuse target options rather than ignore
+/// them.
+fn refuse_target_options(g: &Global, command: &str) -> Result<(), Error> {
+    if g.root.is_some() || !g.hosts.is_empty() || g.inventory.is_some() {
+        return Err(Error::Usage(format!(
+            "`fixer {command}` touches no host: it takes no --root, --host or -i"
+        )));
+    }
+    Ok(())
+}
+
+fn write_stdout(bytes: &[u8]) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|source| Error::WriteLocal {
+            path: "-".into(),
+            source,
+        })
 }
 
 fn no_target_for_diagnose() -> Error {

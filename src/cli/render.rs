@@ -160,6 +160,54 @@ impl Printer {
         }
     }
 
+    pub fn shipped_playbooks(&mut self, shipped: &[fixer::scaffold::Shipped]) {
+        match self.format {
+            Format::Json => self.emit_json(&json!(shipped
+                .iter()
+                .map(|s| json!({
+                    "name": s.name,
+                    "description": s.description,
+                    "path": s.path.display().to_string(),
+                }))
+                .collect::<Vec<_>>())),
+            Format::Text => {
+                let width = shipped.iter().map(|s| s.name.len()).max().unwrap_or(0);
+                for s in shipped {
+                    self.out(&format!(
+                        "{:width$}  {}",
+                        s.name,
+                        s.description.as_deref().unwrap_or("")
+                    ));
+                }
+                self.out("");
+                self.out("Start from one with `fixer init NAME`.");
+            }
+        }
+    }
+
+    pub fn scaffolded(&mut self, made: &fixer::scaffold::Scaffold) {
+        match self.format {
+            Format::Json => self.emit_json(&json!({
+                "playbook": made.playbook.display().to_string(),
+                "templates": made
+                    .templates
+                    .iter()
+                    .map(|t| t.display().to_string())
+                    .collect::<Vec<_>>(),
+            })),
+            Format::Text => {
+                self.out(&format!("Wrote {}", made.playbook.display()));
+                for t in &made.templates {
+                    self.out(&format!("Wrote {}", t.display()));
+                }
+                self.out(&format!(
+                    "Edit its [vars], then `fixer plan {}`.",
+                    made.playbook.display()
+                ));
+            }
+        }
+    }
+
     pub fn plan_header(&mut self, pb: &Playbook, host: &str) {
         self.masker = pb.masker();
         self.header = json!({"playbook": pb.name, "host": host});
@@ -552,12 +600,18 @@ impl Printer {
 
     pub fn history(&self, runs: &[RunRecord], busy: bool) {
         let status = |r: &RunRecord| r.status.describe(!busy).to_string();
+        // The same names as `apply` and `rollback` print (docs/json.md),
+        // plus `interrupted`.
+        let status_key = |r: &RunRecord| match r.status {
+            fixer::journal::Status::Running if !busy => json!("interrupted"),
+            s => json!(s),
+        };
         match self.format {
             Format::Json => self.emit_json(&json!(runs
                 .iter()
                 .map(
                     |r| json!({"id": r.id, "playbook": r.playbook, "started": r.started,
-                    "finished": r.finished, "status": status(r), "changes": r.changes})
+                    "finished": r.finished, "status": status_key(r), "changes": r.changes})
                 )
                 .collect::<Vec<_>>())),
             Format::Text => {

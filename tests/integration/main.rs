@@ -2,11 +2,14 @@
 //! tempdir roots. Nothing here touches this machine's /etc, /root or ~.
 
 mod apply;
+mod completions;
 mod diagnose;
 mod failures;
 #[cfg(feature = "failpoints")]
 mod faults;
 mod gotools;
+mod init;
+mod json;
 mod netplan;
 mod plan;
 mod playbooks;

@@ -106,6 +106,17 @@ impl Sandbox {
         cmd
     }
 
+    /// `fixer ARGS` with no target option, in the sandbox folder (for the
+    /// commands that touch no host: init, completions, man, diagnose).
+    pub fn fixer_here(&self, args: &[&str]) -> Command {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("fixer"));
+        cmd.args(args)
+            .env("HOME", HOME)
+            .env("NO_COLOR", "1")
+            .current_dir(self.dir.path());
+        Command::from_std(cmd)
+    }
+
     /// Every path under the root except fixer's own state folder.
     pub fn tree(&self) -> BTreeMap<String, Entry> {
         let mut out = BTreeMap::new();
