@@ -164,9 +164,15 @@ pub fn ratio(x: f64) -> String {
     format!("{x:.decimals$}x")
 }
 
+/// The median; of an even count, the mean of the middle two.
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    let mid = v.len() / 2;
+    match (v.len() % 2, v.get(mid)) {
+        (_, None) => f64::NAN,
+        (1, Some(m)) => *m,
+        (_, Some(m)) => (v[mid - 1] + m) / 2.0,
+    }
 }
 
 /// The bench pages, in the order docs/benchmarks.md shows them, with the

@@ -129,9 +129,7 @@ impl Style {
             }
         }
     }
-}
 
-impl Style {
     /// Whether `k` may be declared: a name the reading program takes.
     pub(crate) fn check_name(self, k: &str) -> Result<(), String> {
         let ok =
@@ -330,18 +328,7 @@ mod tests {
     use super::*;
 
     fn env(style: Style, set: &[(&str, &str)], unset: &[&str]) -> Result<Env, String> {
-        let mut lines = BTreeMap::new();
-        for (k, v) in set {
-            lines.insert(k.to_string(), Some(style.line(k, v)?));
-        }
-        for k in unset {
-            lines.insert(k.to_string(), None);
-        }
-        Ok(Env {
-            style,
-            path: None,
-            lines,
-        })
+        Env::new(style, set, unset)
     }
 
     #[test]
