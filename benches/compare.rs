@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{median, ratio, Result, Tool};
+use common::{median, ratio, Result};
 
 const DIRS: usize = 32;
 
@@ -129,22 +129,8 @@ fn main() -> Result<()> {
     if common::is_child() {
         return common::child_main();
     }
-    let fixer = common::fixer_binary()?;
-    let target = fixer
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("no target dir")?
-        .to_path_buf();
-    let bin = common::venv(&target)?;
-    let ansible = bin.join("ansible-playbook");
-    let pyinfra = bin.join("pyinfra");
-    let versions = format!(
-        "fixer {}, {}, {}",
-        env!("CARGO_PKG_VERSION"),
-        common::version(&ansible),
-        common::version(&pyinfra)
-    );
-    let python = bin.join("python3");
+    let tc = common::Toolchain::new()?;
+    let versions = tc.versions();
     // N:rounds,... Ansible takes ~0.4 s per file and per apply here, so
     // N = 1000 gets one round by default (about 20 minutes).
     let sizes: Vec<(usize, usize)> = std::env::var("FIXER_BENCH_SIZES")
@@ -167,45 +153,7 @@ fn main() -> Result<()> {
         let fixer_pb = fixer_playbook(work.path(), n)?;
         let ansible_pb = ansible_playbook(work.path(), n)?;
         let deploy = pyinfra_deploy(work.path(), n)?;
-        let python = python.clone();
-        let tools = [
-            Tool {
-                name: "fixer",
-                program: fixer.clone(),
-                args: Box::new(move |root, _| {
-                    vec![
-                        "apply".into(),
-                        fixer_pb.display().to_string(),
-                        "--root".into(),
-                        root.display().to_string(),
-                    ]
-                }),
-            },
-            Tool {
-                name: "ansible-playbook",
-                program: ansible.clone(),
-                args: Box::new(move |root, _| {
-                    vec![
-                        "-i".into(),
-                        "localhost,".into(),
-                        "--forks".into(),
-                        "1".into(),
-                        "-e".into(),
-                        format!("root={}", root.display()),
-                        "-e".into(),
-                        format!("ansible_python_interpreter={}", python.display()),
-                        ansible_pb.display().to_string(),
-                    ]
-                }),
-            },
-            Tool {
-                name: "pyinfra",
-                program: pyinfra.clone(),
-                args: Box::new(move |_, _| {
-                    vec!["-y".into(), "@local".into(), deploy.display().to_string()]
-                }),
-            },
-        ];
+        let tools = tc.local_tools(fixer_pb, ansible_pb, deploy);
         let mut results: Vec<Result3> = tools
             .iter()
             .map(|_| Result3 {
@@ -224,7 +172,7 @@ fn main() -> Result<()> {
                 let (tool, res) = (&tools[k], &mut results[k]);
                 let root = work.path().join(format!("{}-{round}", tool.name));
                 std::fs::create_dir_all(&root)?;
-                let args = (tool.args)(&root, work.path());
+                let args = (tool.args)(&root);
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
                 let root_s = root.display().to_string();
                 let envs = [

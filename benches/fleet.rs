@@ -16,7 +16,6 @@
 #[path = "../tests/integration/sshd.rs"]
 mod sshd;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -102,17 +101,10 @@ fn timed(cmd: &mut Command, relays: &[Relay]) -> Result<Sample> {
 }
 
 fn main() -> Result<()> {
-    let fixer = common::fixer_binary()?;
-    let target = fixer
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("no target dir")?
-        .to_path_buf();
-    let venv = common::venv(&target)?;
-    let ansible_bin = venv.join("ansible-playbook");
-    let ansible_version = common::version(&ansible_bin);
-    let pyinfra_bin = venv.join("pyinfra");
-    let pyinfra_version = common::version(&pyinfra_bin);
+    let tc = common::Toolchain::new()?;
+    let (fixer, ansible_bin, pyinfra_bin) = (&tc.fixer, &tc.ansible, &tc.pyinfra);
+    let ansible_version = common::version(ansible_bin);
+    let pyinfra_version = common::version(pyinfra_bin);
 
     let rounds: usize = std::env::var("FIXER_BENCH_ROUNDS")
         .ok()
@@ -174,7 +166,7 @@ fn main() -> Result<()> {
     )?;
 
     let fixer_cmd = |verb: &str| {
-        let mut c = Command::new(&fixer);
+        let mut c = Command::new(fixer);
         c.arg(verb)
             .arg(&fixer_pb)
             .args(["--forks", &HOSTS.to_string()]);
@@ -188,7 +180,7 @@ fn main() -> Result<()> {
         c
     };
     let ansible_cmd = |check: bool| {
-        let mut c = Command::new(&ansible_bin);
+        let mut c = Command::new(ansible_bin);
         c.arg("-i").arg(home.join("hosts.ini")).arg(&ansible_pb);
         if check {
             c.args(["--check", "--diff"]);
@@ -201,7 +193,7 @@ fn main() -> Result<()> {
     };
 
     let pyinfra_cmd = |dry: bool| {
-        let mut c = Command::new(&pyinfra_bin);
+        let mut c = Command::new(pyinfra_bin);
         c.args(["-y", "--parallel", &HOSTS.to_string()]);
         if dry {
             c.arg("--dry");

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{median, ratio, Result, Tool};
+use common::{median, ratio, Result};
 
 const GOENV: &str = "home/bench/.config/go/env";
 const GITCONFIG: &str = "home/bench/.gitconfig";
@@ -329,20 +329,10 @@ fn main() -> Result<()> {
             return Err(format!("`{needed}` is not installed: run tests/run-all.sh first").into());
         }
     }
-    let fixer = common::fixer_binary()?;
-    let target = fixer
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("no target dir")?
-        .to_path_buf();
-    let bin = common::venv(&target)?;
-    let ansible = bin.join("ansible-playbook");
-    let pyinfra = bin.join("pyinfra");
+    let tc = common::Toolchain::new()?;
     let versions = format!(
-        "fixer {}, {}, {}, {}",
-        env!("CARGO_PKG_VERSION"),
-        common::version(&ansible),
-        common::version(&pyinfra),
+        "{}, {}",
+        tc.versions(),
         String::from_utf8_lossy(&Command::new("go").arg("version").output()?.stdout).trim()
     );
     let rounds: usize = std::env::var("FIXER_BENCH_ROUNDS")
@@ -355,43 +345,7 @@ fn main() -> Result<()> {
     let fixer_pb = fixer_playbook(work.path(), &proxy)?;
     let ansible_pb = ansible_playbook(work.path(), &proxy)?;
     let deploy = pyinfra_deploy(work.path(), &proxy)?;
-    let python = bin.join("python3");
-    let tools = [
-        Tool {
-            name: "fixer",
-            program: fixer.clone(),
-            args: Box::new(move |root, _| {
-                vec![
-                    "apply".into(),
-                    fixer_pb.display().to_string(),
-                    "--root".into(),
-                    root.display().to_string(),
-                ]
-            }),
-        },
-        Tool {
-            name: "ansible-playbook",
-            program: ansible.clone(),
-            args: Box::new(move |root, _| {
-                vec![
-                    "-i".into(),
-                    "localhost,".into(),
-                    "-e".into(),
-                    format!("root={}", root.display()),
-                    "-e".into(),
-                    format!("ansible_python_interpreter={}", python.display()),
-                    ansible_pb.display().to_string(),
-                ]
-            }),
-        },
-        Tool {
-            name: "pyinfra",
-            program: pyinfra.clone(),
-            args: Box::new(move |_, _| {
-                vec!["-y".into(), "@local".into(), deploy.display().to_string()]
-            }),
-        },
-    ];
+    let tools = tc.local_tools(fixer_pb, ansible_pb, deploy);
     let mut first: Vec<Vec<f64>> = vec![Vec::new(); tools.len()];
     let mut again: Vec<Vec<f64>> = vec![Vec::new(); tools.len()];
     let mut rss: Vec<u64> = vec![0; tools.len()];
@@ -424,7 +378,7 @@ fn main() -> Result<()> {
                 ("ANSIBLE_LOCALHOST_WARNING", "False"),
                 ("ANSIBLE_INVENTORY_UNPARSED_WARNING", "False"),
             ];
-            let args = (tool.args)(&root, work.path());
+            let args = (tool.args)(&root);
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let (t, kib) = common::measured(&tool.program, &args, work.path(), &envs)?;
             check(&root, &proxy, tool.name)?;

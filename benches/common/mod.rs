@@ -144,14 +144,98 @@ pub fn measured(
     }
 }
 
-/// A tool's arguments, given the tree's root and the work directory.
-pub type Args = Box<dyn Fn(&Path, &Path) -> Vec<String>>;
+/// A tool's arguments, given the root of the tree it works on.
+pub type Args = Box<dyn Fn(&Path) -> Vec<String>>;
 
 /// One tool a bench runs: its name in the table and how to start it.
 pub struct Tool {
     pub name: &'static str,
     pub program: PathBuf,
     pub args: Args,
+}
+
+/// fixer (freshly built) and the tools it is compared with (in the venv).
+pub struct Toolchain {
+    pub fixer: PathBuf,
+    pub ansible: PathBuf,
+    pub pyinfra: PathBuf,
+    python: PathBuf,
+}
+
+impl Toolchain {
+    pub fn new() -> Result<Toolchain> {
+        let fixer = fixer_binary()?;
+        let target = fixer
+            .parent()
+            .and_then(Path::parent)
+            .ok_or("no target dir")?
+            .to_path_buf();
+        let bin = venv(&target)?;
+        Ok(Toolchain {
+            fixer,
+            ansible: bin.join("ansible-playbook"),
+            pyinfra: bin.join("pyinfra"),
+            python: bin.join("python3"),
+        })
+    }
+
+    /// "fixer X, ansible-playbook [core Y], pyinfra: Z", for the report.
+    pub fn versions(&self) -> String {
+        format!(
+            "fixer {}, {}, {}",
+            env!("CARGO_PKG_VERSION"),
+            version(&self.ansible),
+            version(&self.pyinfra)
+        )
+    }
+
+    /// The three tools applying one desired state to a local tree: fixer
+    /// with `--root`, Ansible on localhost with `-e root=`, pyinfra on
+    /// @local reading `BENCH_ROOT` from its environment.
+    pub fn local_tools(
+        &self,
+        fixer_pb: PathBuf,
+        ansible_pb: PathBuf,
+        deploy: PathBuf,
+    ) -> [Tool; 3] {
+        let python = self.python.clone();
+        [
+            Tool {
+                name: "fixer",
+                program: self.fixer.clone(),
+                args: Box::new(move |root| {
+                    vec![
+                        "apply".into(),
+                        fixer_pb.display().to_string(),
+                        "--root".into(),
+                        root.display().to_string(),
+                    ]
+                }),
+            },
+            Tool {
+                name: "ansible-playbook",
+                program: self.ansible.clone(),
+                args: Box::new(move |root| {
+                    vec![
+                        "-i".into(),
+                        "localhost,".into(),
+                        "-e".into(),
+                        format!("root={}", root.display()),
+                        "-e".into(),
+                        format!("ansible_python_interpreter={}", python.display()),
+                        ansible_pb.display().to_string(),
+                    ]
+                }),
+            },
+            Tool {
+                name: "pyinfra",
+                program: self.pyinfra.clone(),
+                args: Box::new(move |_| {
+                    vec!["-y".into(), "@local".into(), deploy.display().to_string()]
+                }),
+            },
+        ]
+    }
 }
 
 /// A ratio with two significant digits, however small.
