@@ -26,6 +26,7 @@ NEEDED+=(
   [unshare]=util-linux   # each sshd test host has its own mount namespace
   [flock]=util-linux     # the lock on a remote target
   [sudo]=sudo            # --become on the sshd test hosts
+  [npm]=npm              # installs taplo, the TOML engine of editors, to check the schema
 )
 fi
 
@@ -49,3 +50,18 @@ for cmd in "${!NEEDED[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || { echo "error: $cmd still missing" >&2; exit 1; }
 done
 pkg-config --exists openssl || { echo "error: OpenSSL headers (libssl-dev) still missing" >&2; exit 1; }
+
+if [ "$level" = test ]; then
+  # taplo (what Even Better TOML runs) checks the shipped playbooks against
+  # `fixer schema`, as an editor would: tests/integration/schema.rs.
+  taplo_dir=target/tools/taplo
+  if [ ! -x "$taplo_dir/node_modules/.bin/taplo" ]; then
+    echo "installing @taplo/cli into $taplo_dir"
+    npm install --prefix "$taplo_dir" --no-audit --no-fund --silent @taplo/cli@0.7.0
+  fi
+  # (taplo 0.9 prints its version, then exits 1)
+  case $("$taplo_dir/node_modules/.bin/taplo" --version 2>&1 || true) in
+    taplo*) ;;
+    *) echo "error: taplo in $taplo_dir does not run" >&2; exit 1 ;;
+  esac
+fi

@@ -144,6 +144,12 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Print the JSON Schema of playbooks, for editors (taplo, Even Better
+    /// TOML), or with --markdown the playbook reference (docs/playbook.md).
+    Schema {
+        #[arg(long)]
+        markdown: bool,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -303,6 +309,7 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
             Command::Completions { shell } => return completions(g, *shell),
             Command::Init { name, to } => return init(g, name.as_deref(), to.as_deref(), p),
             Command::Man { dir } => return man(g, dir.as_deref()),
+            Command::Schema { markdown } => return schema(g, *markdown),
         };
         // Bad input fails here, before any host is contacted.
         if let remote::Job::Plan { playbook } | remote::Job::Apply { playbook, .. } = &job {
@@ -400,7 +407,23 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
         Command::Completions { shell } => completions(g, *shell),
         Command::Init { name, to } => init(g, name.as_deref(), to.as_deref(), p),
         Command::Man { dir } => man(g, dir.as_deref()),
+        Command::Schema { markdown } => schema(g, *markdown),
     }
+}
+
+/// `fixer schema [--markdown]`: about the playbook format, no target.
+fn schema(g: &Global, markdown: bool) -> Result<u8, Error> {
+    refuse_target_options(g, "schema")?;
+    let text = if markdown {
+        fixer::playbook::reference::markdown()
+    } else {
+        let mut json = serde_json::to_string_pretty(&fixer::playbook::schema::json_schema())
+            .map_err(|e| Error::Usage(format!("cannot print the schema: {e}")))?;
+        json.push('\n');
+        json
+    };
+    write_stdout(text.as_bytes())?;
+    Ok(0)
 }
 
 /// `fixer init [NAME] [--to FILE]`: works on this machine's files only.

@@ -5,6 +5,8 @@
 //! `[[resource]]` table to the builder its `type` names. Every error points at
 //! `file:line:column` and the field.
 
+pub mod reference;
+pub mod schema;
 pub mod source;
 pub mod symptom;
 pub mod template;
@@ -44,10 +46,13 @@ pub struct Playbook {
     pub handlers: Vec<Declared>,
 }
 
-#[derive(Deserialize)]
+/// What the playbook is. Required.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Header {
+    /// Recorded with each run, shown by `fixer history`.
     name: String,
+    /// One line on what the playbook fixes; `fixer init` lists it.
     #[serde(default)]
     description: Option<String>,
 }

@@ -27,16 +27,48 @@ pub struct Symptom {
     pub vars: BTreeMap<String, String>,
 }
 
-#[derive(Deserialize)]
+/// What an error log looks like when this playbook is the fix. `fixer
+/// diagnose` knows nothing else: a playbook with symptoms, dropped in
+/// `~/.config/fixer/playbooks` (or a `--playbooks DIR`), is diagnosed like
+/// the shipped ones. `fixer validate` checks every field.
+///
+/// Write patterns that tell causes apart rather than relying on confidence:
+/// the proxy symptoms of `go-proxy-mirror` require an address that resolved
+/// (`dial tcp 1.2.3.4:443`), so a DNS timeout goes to `netplan-static-dns`.
+/// Every symptom of the shipped playbooks is listed in
+/// [symptoms.md](symptoms.md).
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Decl {
+pub(super) struct Decl {
+    /// A regular expression ([Rust `regex`
+    /// syntax](https://docs.rs/regex/latest/regex/#syntax): no look-around or
+    /// back-references) matched against each line of the log, and against
+    /// wrapped lines rejoined. Named captures (`(?P<private_host>[\w.-]+)`:
+    /// keep them narrow, or a quote or a port comes along) become `--var`
+    /// values, so each capture must be a variable in `[vars]`, and not a
+    /// sensitive one (diagnose prints what it reads). A pattern that matches
+    /// an empty text is refused: it would match every log.
+    #[schemars(length(min = 1))]
     pattern: String,
+    /// What the match means, shown next to the matching line.
     #[serde(default)]
     description: Option<String>,
+    /// A short name for the kind of failure (`dns`, `private_module`), shown
+    /// and in JSON.
     #[serde(default)]
     category: Option<String>,
+    /// How sure a match makes you that this playbook is the fix, in (0, 1];
+    /// default 0.5. Matching symptoms of one playbook on different lines
+    /// combine as independent evidence: 1 − (1 − c₁)(1 − c₂)…; on one line,
+    /// only the most confident counts.
     #[serde(default)]
+    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 1))]
     confidence: Option<f64>,
+    /// `--var` values this symptom implies besides its captures, e.g.
+    /// `{ via = "https" }`; `{{name}}` is replaced by the capture `name`
+    /// (`group = "{{user}}"`), and the value is left out when that capture
+    /// took no part in the match. Symptoms whose `vars` contradict a more
+    /// confident one's are not counted.
     #[serde(default)]
     vars: BTreeMap<String, String>,
 }

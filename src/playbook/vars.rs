@@ -63,6 +63,45 @@ fn scalar(v: &DeValue<'_>) -> Option<Value> {
 const SHAPE: &str =
     "a variable is a string, number or boolean, or a table { value = ..., sensitive = true }";
 
+/// The JSON Schema of `[vars]`, which [`Vars::declare`] reads by hand
+/// (each entry is a scalar or a `{ value, sensitive }` table).
+pub(crate) fn schema() -> serde_json::Value {
+    let scalar = serde_json::json!({ "type": ["string", "number", "boolean"] });
+    serde_json::json!({
+        "type": "object",
+        "description": "The playbook's variables, used as `{{name}}` in every string of its \
+    resources and handlers.\n\n\
+    `name = value` (string, integer, float, boolean), or \
+    `name = { value = ..., sensitive = true }` for values that must never be printed (they \
+    show as `********`), nor written to fixer's state folder on the target \
+    (`/var/lib/fixer`): a command's `undo`, or a handler, that uses one is not kept there to \
+    be run at rollback, and rollback says so instead. The target itself gets the value where \
+    the playbook puts it, and a backup of a file that already held a secret before the run \
+    holds it too (mode 0600, in a 0700 folder): rollback needs those bytes. A plan saved with \
+    `--out` holds every value, sensitive ones included (mode 0600).\n\n\
+    Overridden by `--vars FILE`, then `--var name=value`; only declared names may be \
+    overridden. A string value may use other variables, one level deep, after overrides: \
+    `gomodcache = \"/home/{{user}}/go/pkg/mod\"` follows `--var user=deploy`.",
+        "additionalProperties": {
+            "anyOf": [
+                scalar,
+                {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["value"],
+                    "properties": {
+                        "value": scalar,
+                        "sensitive": {
+                            "type": "boolean",
+                            "description": "Never printed, never kept in fixer's state folder."
+                        }
+                    }
+                }
+            ]
+        }
+    })
+}
+
 impl Vars {
     /// Read the `[vars]` table of a playbook.
     pub fn declare(source: &Source, table: &DeTable<'_>) -> Result<Vars, Error> {

@@ -104,6 +104,20 @@ impl Mode {
     }
 }
 
+impl schemars::JsonSchema for Mode {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Mode".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "title": "mode",
+            "type": "string",
+            "description": "Octal (`\"0644\"`) or symbolic (`\"u=rw,go=r\"`, `[ugoa]*[+-=][rwxXst]*`, comma-separated; `X` is execute for directories and for files that already have an execute bit). A bare number is refused: TOML reads 644 as decimal."
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for Mode {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
@@ -126,6 +140,22 @@ impl<'de> Deserialize<'de> for Mode {
 pub enum Account {
     Name(String),
     Id(u32),
+}
+
+impl schemars::JsonSchema for Account {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Account".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "title": "name or id",
+            "type": ["string", "integer"],
+            "minimum": 0,
+            "minLength": 1,
+            "description": "A name (resolved on the target) or a numeric id."
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for Account {

@@ -15,11 +15,23 @@ pub const KIND: Kind = Kind {
     name: "clean",
     build,
     shell_fields: &[],
+    schema: <Clean as schemars::JsonSchema>::json_schema,
 };
 
-#[derive(Debug, Deserialize)]
+/// Paths that must not exist: caches, mostly.
+///
+/// Every match is removed with everything beneath it, read-only trees such
+/// as Go's module cache included. Removal moves the tree into the run's
+/// `saved/` area (free on the same filesystem; copied otherwise), so rollback
+/// puts it back. A match with fewer than two components (`/tmp`, `/srv`) or
+/// equal to the home directory is refused.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Clean {
+    /// Paths or globs: `*`, `?`, `[..]` within a component (not matching a
+    /// leading dot), `**` for any number of directories (hidden directories
+    /// not entered).
+    #[schemars(length(min = 1))]
     paths: Vec<TargetPath>,
 }
 

@@ -19,11 +19,13 @@ pub const KIND: Kind = Kind {
     name: "command",
     build,
     shell_fields: &["run", "unless", "only_if", "undo"],
+    schema: <Command as schemars::JsonSchema>::json_schema,
 };
 
 /// A shell line (run by `/bin/sh -c`) or an argv vector (run directly).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
+#[schemars(title = "command line")]
 enum Line {
     Shell(String),
     Argv(Vec<String>),
@@ -49,25 +51,47 @@ impl Line {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A command, run when its guards say so.
+///
+/// Guards (`creates`, `unless`, `only_if`) are checks: they run during
+/// `plan` too, so they must not change anything. The command itself never
+/// runs during `plan`; a non-zero exit fails the apply (with the command's
+/// stderr) and rolls the run back. A command line written as a string is a
+/// shell line: playbook values substituted into it are shell-quoted. In an
+/// array (argv), values are passed as they are.
+///
+/// `[[handler]]` takes the same fields plus a required `id`; `type` defaults
+/// to `"command"` (the only handler type). A handler runs once, after all
+/// resources, if at least one resource that notifies it changed something.
+/// When its run is rolled back (by a failure, `fixer rollback`, or a remote
+/// host restoring itself), a handler without `undo` runs again after every
+/// file is restored, so the old configuration takes effect again.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Command {
+    /// The command: a string is a shell line (`/bin/sh -c`), an array is argv.
     run: Line,
+    /// Skip when this path exists; later resources plan as if the command created it.
     #[serde(default)]
     creates: Option<TargetPath>,
+    /// Skip when this command succeeds.
     #[serde(default)]
     unless: Option<Line>,
+    /// Run only when this command succeeds.
     #[serde(default)]
     only_if: Option<Line>,
+    /// Working directory (default: `/` of the target, i.e. DIR with `--root`).
     #[serde(default)]
     cwd: Option<TargetPath>,
+    /// Extra environment.
     #[serde(default)]
     env: BTreeMap<String, String>,
-    /// How to reverse the command on rollback; without it the command is
-    /// reported as not undoable.
+    /// How rollback reverses the command; without it rollback warns that the
+    /// effects stay.
     #[serde(default)]
     undo: Option<Line>,
-    /// Seconds before the command (and each guard) is killed.
+    /// Seconds before the command, its guards, and everything they started
+    /// are killed.
     #[serde(default)]
     timeout: Option<u64>,
 }

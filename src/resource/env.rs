@@ -25,9 +25,10 @@ pub const KIND: Kind = Kind {
     name: "env",
     build,
     shell_fields: &[],
+    schema: <Spec as schemars::JsonSchema>::json_schema,
 };
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Style {
     Go,
@@ -149,15 +150,35 @@ fn is_name(k: &str) -> bool {
         && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-#[derive(Deserialize)]
+/// Exported variables, written in the syntax of the program that reads them.
+///
+/// Only the declared keys are touched: their lines are replaced in place
+/// (later duplicates dropped), missing ones appended, `unset` ones removed;
+/// every other line, comments included, is kept.
+///
+/// | style | file (default) | line | cannot represent |
+/// |---|---|---|---|
+/// | `go` | where `go env GOENV` points: `$GOENV`, else `$XDG_CONFIG_HOME/go/env`, else `~/.config/go/env` (the environment is fixer's, as for `~`); `GOENV=off` is an error | `KEY=value`, read verbatim by go; keys start with an upper-case letter | newlines |
+/// | `profile` | `/etc/profile.d/fixer.sh` | `export KEY='value'` (single-quoted: any character survives `sh`) | newlines |
+/// | `environment` | `/etc/environment` | `KEY="value"` as pam_env reads it | `"`, `\`, `$`, `` ` ``, newlines (pam_env has no escapes; shells would expand them) |
+///
+/// A value a style cannot represent is an error at `validate` time, naming
+/// the field. An existing file that is not UTF-8 text is refused.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Spec {
+    /// Which program reads the file, and so its syntax and default path.
     style: Style,
+    /// The file (default: per style, above).
     #[serde(default)]
     path: Option<TargetPath>,
+    /// `KEY = "value"`: set these.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
     vars: BTreeMap<String, Spanned<String>>,
+    /// Names of keys to remove.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     unset: Vec<Spanned<String>>,
 }
 

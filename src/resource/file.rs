@@ -15,9 +15,12 @@ pub const KIND: Kind = Kind {
     name: "file",
     build,
     shell_fields: &[],
+    schema: <Spec as schemars::JsonSchema>::json_schema,
 };
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 enum State {
     #[default]
@@ -26,23 +29,37 @@ enum State {
     Directory,
 }
 
-#[derive(Deserialize)]
+/// A regular file with given content (inline or from a template), a
+/// directory, or nothing at a path; optionally its mode and owner.
+///
+/// Only regular files are replaced: a directory or symlink at `path` is a
+/// conflict, reported at plan time. Missing parent directories are created
+/// (0755) and removed again on rollback.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Spec {
+    /// The file (or directory) on the target.
     path: TargetPath,
+    /// The whole content (`state = "present"` only); exclusive with `template`.
     #[serde(default)]
     content: Option<String>,
+    /// A Handlebars file, relative to the playbook, rendered as the content.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     template: Option<Spanned<String>>,
     /// Extra variables for the template only.
     #[serde(default)]
     vars: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The mode; unset leaves an existing file's mode alone.
     #[serde(default)]
     mode: Option<Mode>,
+    /// The owning user; unset leaves it alone.
     #[serde(default)]
     owner: Option<Account>,
+    /// The owning group; unset leaves it alone.
     #[serde(default)]
     group: Option<Account>,
+    /// `absent` removes a file, symlink or whole directory (kept for rollback).
     #[serde(default)]
     state: State,
 }

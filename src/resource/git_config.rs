@@ -15,14 +15,37 @@ pub const KIND: Kind = Kind {
     name: "git_config",
     build,
     shell_fields: &[],
+    schema: <Spec as schemars::JsonSchema>::json_schema,
 };
 
-#[derive(Deserialize)]
+/// Any git config key set to exactly the given value (or values, in order).
+///
+/// git2 edits a scratch copy of the file's bytes and the result is diffed
+/// and written like any file, so plans show the exact change and rollback
+/// restores the old bytes. A file git cannot parse is an error naming it; a
+/// value with a NUL byte, or a key or rewrite base with a control character,
+/// is refused at `validate`. Values are written escaped as git writes them,
+/// so tabs, quotes, backslashes and newlines read back exactly.
+///
+/// Two layouts libgit2 cannot edit safely are refused at plan time with the
+/// file named, nothing written: an entry of the declared key without a
+/// value (`sslVerify` alone on its line), and a file libgit2 would rewrite
+/// wrongly. Every edit is read back, and unless the key then holds exactly
+/// the declared values and every other entry is as it was, it is refused
+/// (seen with a key on its section's header line, `[core] pager = less`).
+/// Both apply to `git_url_rewrite` too.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Spec {
+    /// The git config file to edit.
     #[serde(default)]
     scope: Scope,
+    /// `section[.subsection].name`, e.g. `http.https://proxy.example.sslVerify`.
+    #[schemars(with = "String")]
     key: Spanned<String>,
+    /// A string: exactly this one value. An array: exactly these values, in
+    /// order (multi-valued keys such as `safe.directory`).
+    #[schemars(with = "OneOrMany")]
     value: Spanned<OneOrMany>,
 }
 

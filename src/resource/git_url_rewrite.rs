@@ -16,14 +16,27 @@ pub const KIND: Kind = Kind {
     name: "git_url_rewrite",
     build,
     shell_fields: &[],
+    schema: <Spec as schemars::JsonSchema>::json_schema,
 };
 
-#[derive(Deserialize)]
+/// `url.<base>.insteadOf` entries, through git2: `git` then fetches URLs
+/// starting with an `instead_of` prefix from `base` instead.
+///
+/// Missing values are added; other `insteadOf` values of the same base and
+/// the rest of the file (comments, order) are kept. The file is edited as
+/// for `git_config`, with the same refusals.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Spec {
+    /// The git config file to edit.
     #[serde(default)]
     scope: Scope,
+    /// What to fetch from instead, e.g. `git@git.example.com:`; no control characters.
+    #[schemars(with = "String", length(min = 1))]
     base: Spanned<String>,
+    /// The URL prefix(es) to rewrite, e.g. `https://git.example.com/`; each
+    /// prefix once, no NUL or newline.
+    #[schemars(with = "OneOrMany")]
     instead_of: Spanned<OneOrMany>,
 }
 

@@ -22,6 +22,22 @@ pub enum Scope {
     File(TargetPath),
 }
 
+impl schemars::JsonSchema for Scope {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Scope".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "title": "scope",
+            "type": "string",
+            "pattern": "^(global|system|/|~/|\\{\\{)",
+            "default": "global",
+            "description": "`\"global\"` (`~/.gitconfig`), `\"system\"` (`/etc/gitconfig`), or the path of a git config file."
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for Scope {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -54,7 +70,8 @@ impl Scope {
 }
 
 /// One value or a list of them, as playbooks write `instead_of` / `value`.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
+#[schemars(title = "string or array of strings")]
 #[serde(untagged)]
 pub enum OneOrMany {
     One(String),

@@ -22,21 +22,35 @@ pub const KIND: Kind = Kind {
     name: "go_mod_tidy",
     build,
     shell_fields: &[],
+    schema: <GoModTidy as schemars::JsonSchema>::json_schema,
 };
 
-#[derive(Debug, Deserialize)]
+/// go.mod and go.sum as `go mod tidy` leaves them.
+///
+/// `plan` runs the real `go mod tidy -modfile=<scratch>/go.mod` in `dir`: go
+/// reads the module's sources in place but writes only copies of go.mod and
+/// go.sum in a scratch directory, so the plan shows the exact diff and the
+/// module is untouched. go may still download modules into its module cache
+/// while planning. `apply` writes the two files (backed up for rollback). A
+/// missing go binary, a module that does not resolve, or any go error fails
+/// with go's own message and changes nothing. With `--root`, go runs on this
+/// machine in the mapped directory.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct GoModTidy {
     /// The module root (the directory holding go.mod).
     dir: TargetPath,
-    /// Environment for go: GOPROXY, GOFLAGS, GOPRIVATE, ...
+    /// Environment for go: `GOPROXY`, `GOFLAGS`, `GOPRIVATE`, ... (added to
+    /// fixer's own environment); `GOFLAGS` may not set `-modfile`.
     #[serde(default)]
     env: BTreeMap<String, String>,
-    /// The go binary (default: `go` from PATH).
+    /// The go binary (default: `go` from `PATH`).
     #[serde(default = "default_go")]
     go: String,
-    /// Seconds before go is killed (default 300).
+    /// Seconds before go is killed: a go stuck on a blocked proxy is
+    /// stopped, and says so.
     #[serde(default = "default_timeout")]
+    #[schemars(range(min = 1))]
     timeout: u64,
 }
 

@@ -85,6 +85,10 @@ pub struct Kind {
     pub build: Builder,
     /// Fields holding a shell line: values substituted into them are quoted.
     pub shell_fields: &'static [&'static str],
+    /// The JSON Schema of the type's table (without `type`, `id` and
+    /// `notify`): the same `Spec` the builder deserializes, so the schema
+    /// and docs/playbook.md cannot drift from what is accepted.
+    pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
 }
 
 /// The registry of resource types.
@@ -197,6 +201,23 @@ impl TargetPath {
                 "`{s}` is a relative path: target paths must be absolute or start with ~/"
             ))
         }
+    }
+}
+
+impl schemars::JsonSchema for TargetPath {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TargetPath".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // A value may be a template (`{{home}}/x`): only what cannot be a
+        // target path once rendered is ruled out.
+        schemars::json_schema!({
+            "title": "path",
+            "type": "string",
+            "pattern": "^(/|~/|~$|\\{\\{)",
+            "description": "A path on the target: absolute, or starting with `~/` (the home of the user fixer acts as on the target); a relative path is an error. With `--root DIR` it is taken inside DIR."
+        })
     }
 }
 

@@ -24,21 +24,52 @@ pub const KIND: Kind = Kind {
     name: "netplan",
     build,
     shell_fields: &[],
+    schema: <Spec as schemars::JsonSchema>::json_schema,
 };
 
 const DIRS: [&str; 3] = ["/etc/netplan", "/run/netplan", "/lib/netplan"];
 
-#[derive(Deserialize)]
+/// One netplan file, from a Handlebars template or an inline table.
+///
+/// - **Compared as YAML data**: a file that differs only in formatting, key
+///   order or comments is unchanged (its mode may still be fixed). When the
+///   data differs, the diff shown is between normalised forms (keys sorted),
+///   so only the real change stands out; the file written is the template's
+///   text, with its comments.
+/// - **Validated before anything is written**: the rendered text must be
+///   YAML (an error names the template, line and column, at `validate`
+///   time); then the real `netplan generate --root-dir <scratch>` runs on a
+///   scratch root holding the new file and the target's other netplan files
+///   (netplan merges them). A rejection fails with netplan's own message
+///   (`unknown key 'adresses'`, `invalid boolean value 'maybe'`, with file,
+///   line and column). netplan's warnings (deprecated `gateway4`, ...) are
+///   shown in the plan.
+/// - Written with mode 0600, owner root:root. Other netplan files are
+///   untouched.
+/// - Applying the configuration is a handler's job: the shipped playbooks
+///   notify `netplan-apply`, which runs `netplan apply`, or `netplan generate
+///   --root-dir "$FIXER_ROOT"` under `--root`.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{"required": ["template"]}, {"required": ["network"]}]))]
 struct Spec {
+    /// A `*.yaml` directly in `/etc/netplan`, `/run/netplan` or `/lib/netplan`.
+    #[schemars(with = "TargetPath")]
     path: Spanned<TargetPath>,
+    /// A Handlebars file relative to the playbook (`templates/netplan/`
+    /// ships `dhcp.yaml.hbs`, `static.yaml.hbs`, `bond.yaml.hbs`).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     template: Option<Spanned<String>>,
+    /// Extra variables for the template.
     #[serde(default)]
     vars: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Instead of `template`, as `[resource.network]`: the `network:`
+    /// mapping, written out as YAML.
     #[serde(default)]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     network: Option<Value>,
-    /// The netplan binary (default `netplan` from PATH).
+    /// The netplan binary (default `netplan` from `PATH`).
     #[serde(default = "default_netplan")]
     netplan: String,
 }

@@ -15,21 +15,30 @@ pub const KIND: Kind = Kind {
     name: "permissions",
     build,
     shell_fields: &[],
+    schema: <Permissions as schemars::JsonSchema>::json_schema,
 };
 
-#[derive(Debug, Deserialize)]
+/// Mode, owner and group of an existing path, optionally of everything
+/// beneath it. At least one of `mode`, `owner`, `group`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("anyOf" = [{"required": ["mode"]}, {"required": ["owner"]}, {"required": ["group"]}]))]
 struct Permissions {
+    /// Must exist (or be created by an earlier resource), unless `skip_missing`.
     path: TargetPath,
+    /// The mode to set.
     #[serde(default)]
     mode: Option<Mode>,
+    /// The owning user to set.
     #[serde(default)]
     owner: Option<Account>,
+    /// The owning group to set.
     #[serde(default)]
     group: Option<Account>,
+    /// Also everything beneath `path`; symlinks inside are left alone.
     #[serde(default)]
     recursive: bool,
-    /// A missing path is in order (nothing to fix) rather than an error.
+    /// A missing `path` is in order (nothing to fix) rather than an error.
     #[serde(default)]
     skip_missing: bool,
 }

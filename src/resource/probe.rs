@@ -19,9 +19,12 @@ pub const KIND: Kind = Kind {
     name: "probe",
     build,
     shell_fields: &[],
+    schema: <Spec as schemars::JsonSchema>::json_schema,
 };
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 enum OnFail {
     #[default]
@@ -29,21 +32,38 @@ enum OnFail {
     Warn,
 }
 
-#[derive(Deserialize)]
+/// A read-only check that the fix worked, made from the target. Never a
+/// change. Exactly one of `tcp`, `dns`, `http`.
+///
+/// In `plan`, a probe reports `pass` or `fail (now, before the changes)` and
+/// never fails the plan. In `apply`, probes run after all other resources
+/// *and after the handlers*, so they see the host as the run leaves it; a
+/// failing probe fails the run, which is rolled back, unless
+/// `on_fail = "warn"`.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{"required": ["tcp"]}, {"required": ["dns"]}, {"required": ["http"]}]))]
 struct Spec {
+    /// `HOST:PORT`: a TCP connection can be opened.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     tcp: Option<Spanned<String>>,
+    /// The name resolves (the target's resolver; with `--root`, this machine's).
     #[serde(default)]
     dns: Option<String>,
+    /// An http:// or https:// URL: `GET` answers with `expect_status`. Runs
+    /// `curl` on the target.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     http: Option<Spanned<String>>,
-    /// Statuses that pass (default: any 2xx or 3xx).
+    /// Statuses that pass, for `http` (default: any 2xx or 3xx).
     #[serde(default)]
     expect_status: Vec<u16>,
-    /// Seconds (default 5).
+    /// Seconds before the check gives up.
     #[serde(default = "default_timeout")]
+    #[schemars(range(min = 1))]
     timeout: u64,
+    /// `warn`: a failing probe is reported but does not fail the run.
     #[serde(default)]
     on_fail: OnFail,
 }

@@ -18,6 +18,7 @@ mod properties;
 mod remote;
 mod resources;
 mod rollback;
+mod schema;
 mod secrets;
 mod sshd;
 mod support;
