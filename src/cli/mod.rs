@@ -17,7 +17,7 @@ use fixer::journal::Store;
 use fixer::plan::{self, SavedPlan};
 use fixer::playbook::{Overrides, Playbook};
 
-use render::Printer;
+use render::{Printer, Verbosity};
 
 /// Declarative remediation: plan, apply and roll back fixes on Linux hosts.
 #[derive(Parser)]
@@ -46,6 +46,13 @@ struct Global {
     /// Colour output (auto: on a terminal, unless NO_COLOR is set).
     #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
     color: Color,
+    /// Print only results (summary, run id, suggested command), warnings
+    /// and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Also print what did not change, and how long each change took.
+    #[arg(short, long, global = true)]
+    verbose: bool,
     /// Exit 2 when a plan succeeds and has changes.
     #[arg(long, global = true)]
     detailed_exitcode: bool,
@@ -153,7 +160,15 @@ enum Command {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // clap exits 2 on a usage error, which `--detailed-exitcode`
+            // means "there are changes": an error is 1, as everywhere else.
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
     let color = match cli.global.color {
         Color::Always => true,
         Color::Never => false,
@@ -162,7 +177,12 @@ pub fn main() -> ExitCode {
                 && std::io::stdout().is_terminal()
         }
     };
-    let mut printer = Printer::new(cli.global.format, color);
+    let verbosity = match (cli.global.quiet, cli.global.verbose) {
+        (true, _) => Verbosity::Quiet,
+        (_, true) => Verbosity::Verbose,
+        _ => Verbosity::Normal,
+    };
+    let mut printer = Printer::new(cli.global.format, color, verbosity);
     let code = match run(&cli, &mut printer) {
         Ok(code) => code,
         Err(e) => {
@@ -266,6 +286,7 @@ fn fleet(g: &Global) -> Result<Option<remote::Fleet>, Error> {
         overrides: overrides(g)?,
         format: g.format,
         color: false,
+        verbosity: Verbosity::Normal,
         detailed_exitcode: g.detailed_exitcode,
         confirm_timeout: std::time::Duration::from_secs(g.confirm_timeout),
     }))
@@ -275,6 +296,7 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
     let g = &cli.global;
     if let Some(mut fleet) = fleet(g)? {
         fleet.color = p.color();
+        fleet.verbosity = p.verbosity();
         let job = match &cli.command {
             Command::Validate { playbook } => {
                 let pb = Playbook::load(playbook, &overrides(g)?)?;
@@ -329,7 +351,7 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
             let outcome = plan_and_print(&pb, &host, p)?;
             if let Some(out) = out {
                 SavedPlan::new(&pb, host.root(), &outcome)?.write(out)?;
-                p.note(&format!(
+                p.result(&format!(
                     "Saved the plan to {}; apply it with `fixer apply {}`.",
                     out.display(),
                     out.display()

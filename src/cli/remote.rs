@@ -19,7 +19,7 @@ use fixer::journal::Store;
 use fixer::plan;
 use fixer::playbook::{Overrides, Playbook};
 
-use super::render::Printer;
+use super::render::{Printer, Verbosity};
 use super::Format;
 
 /// What to do on each host.
@@ -44,6 +44,7 @@ pub struct Fleet {
     pub overrides: Overrides,
     pub format: Format,
     pub color: bool,
+    pub verbosity: Verbosity,
     pub detailed_exitcode: bool,
     pub confirm_timeout: Duration,
 }
@@ -276,13 +277,18 @@ impl Fleet {
                     b.set_message(msg.to_string());
                 }
             };
-            let mut p = Printer::buffered(self.format, self.color, (self.flag)(m));
+            let mut p = Printer::buffered(self.format, self.color, self.verbosity, (self.flag)(m));
             let report = self.one(job, m, &mut p, &tick);
             if let Some(b) = bar {
                 b.finish_and_clear();
             }
             let out = p.take();
             match self.format {
+                // Quiet: the summary table says how each host went; only a
+                // failure's own words are worth more lines.
+                Format::Text
+                    if self.verbosity == Verbosity::Quiet
+                        && matches!(report.status, Status::Ok | Status::Changed) => {}
                 Format::Text => {
                     let rule = format!("== {} ({}) ", m.name, report.status.label());
                     emit(&format!("{rule:=<72}\n{}\n", out.text));

@@ -25,9 +25,25 @@ const CYAN: &str = "\x1b[36m";
 const BOLD: &str = "\x1b[1m";
 const RESET: &str = "\x1b[0m";
 
+/// How much text output says (`-q`, default, `-v`); JSON is the same at
+/// every level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    /// Results only: the summary line, the run recorded, what rollback did,
+    /// the suggested command; warnings and errors as always.
+    Quiet,
+    Normal,
+    /// Also what did not change, and how long each applied change took.
+    Verbose,
+}
+
 pub struct Printer {
     format: Format,
     color: bool,
+    verbosity: Verbosity,
+    /// When the previous resource finished (or the apply began): `-v`
+    /// shows the time each one took.
+    since: std::cell::Cell<std::time::Instant>,
     masker: Masker,
     json_resources: Vec<Value>,
     json_handlers: Vec<Value>,
@@ -54,10 +70,12 @@ fn rollback_hint(id: &str, root: Option<&Path>) -> String {
 }
 
 impl Printer {
-    pub fn new(format: Format, color: bool) -> Self {
+    pub fn new(format: Format, color: bool, verbosity: Verbosity) -> Self {
         Printer {
             format,
             color,
+            verbosity,
+            since: std::cell::Cell::new(std::time::Instant::now()),
             masker: Masker::default(),
             json_resources: Vec::new(),
             json_handlers: Vec::new(),
@@ -68,12 +86,25 @@ impl Printer {
     }
 
     /// A printer for one remote host: output is kept until [`Self::take`].
-    pub fn buffered(format: Format, color: bool, target_flag: String) -> Self {
+    pub fn buffered(
+        format: Format,
+        color: bool,
+        verbosity: Verbosity,
+        target_flag: String,
+    ) -> Self {
         Printer {
             buffer: Some(Default::default()),
             target_flag: Some(target_flag),
-            ..Printer::new(format, color)
+            ..Printer::new(format, color, verbosity)
         }
+    }
+
+    pub fn verbosity(&self) -> Verbosity {
+        self.verbosity
+    }
+
+    pub fn quiet(&self) -> bool {
+        self.verbosity == Verbosity::Quiet
     }
 
     pub fn take(&self) -> Buffered {
@@ -211,7 +242,7 @@ impl Printer {
     pub fn plan_header(&mut self, pb: &Playbook, host: &str) {
         self.masker = pb.masker();
         self.header = json!({"playbook": pb.name, "host": host});
-        if self.format == Format::Text {
+        if self.format == Format::Text && !self.quiet() {
             self.out(&self.paint(BOLD, &format!("Plan: playbook `{}` on {host}", pb.name)));
             self.out("");
         }
@@ -220,13 +251,24 @@ impl Printer {
     pub fn apply_header(&mut self, pb: &Playbook, host: &str) {
         self.masker = pb.masker();
         self.header = json!({"playbook": pb.name, "host": host});
-        if self.format == Format::Text {
+        self.since.set(std::time::Instant::now());
+        if self.format == Format::Text && !self.quiet() {
             self.out(&self.paint(BOLD, &format!("Apply: playbook `{}` on {host}", pb.name)));
             self.out("");
         }
     }
 
+    /// Progress worth telling a person, not a result (quiet drops it).
     pub fn note(&self, msg: &str) {
+        match self.format {
+            Format::Text if self.quiet() => {}
+            Format::Text => self.out(msg),
+            Format::Json => eprintln!("{}", self.masker.mask(msg)),
+        }
+    }
+
+    /// A result of the command, printed at every level.
+    pub fn result(&self, msg: &str) {
         match self.format {
             Format::Text => self.out(msg),
             Format::Json => eprintln!("{}", self.masker.mask(msg)),
@@ -248,7 +290,9 @@ impl Printer {
             self.json_resources.push(v);
             return;
         }
-        if c.action() == Action::Unchanged && c.delta.notes.is_empty() {
+        let took = self.since.replace(std::time::Instant::now()).elapsed();
+        let unchanged = c.action() == Action::Unchanged && c.delta.notes.is_empty();
+        if self.quiet() || (unchanged && self.verbosity < Verbosity::Verbose) {
             return;
         }
         let verb = match (c.action(), applied) {
@@ -260,8 +304,13 @@ impl Printer {
             (Action::Remove, true) => "removed",
             (Action::Unchanged, _) => "unchanged",
         };
+        let took = if applied && self.verbosity == Verbosity::Verbose {
+            format!(" in {:.2} s", took.as_secs_f64())
+        } else {
+            String::new()
+        };
         self.out(&format!(
-            "{} {} ({verb})",
+            "{} {} ({verb}{took})",
             self.action_mark(c.action()),
             self.paint(BOLD, &c.id)
         ));
@@ -280,6 +329,9 @@ impl Printer {
         if self.format == Format::Json {
             let v = self.change_json(c);
             self.json_handlers.push(v);
+            return;
+        }
+        if self.quiet() {
             return;
         }
         let verb = if applied { "ran" } else { "would run" };
@@ -475,7 +527,7 @@ impl Printer {
     fn diff_lines_plain(&self, path: &Path, before: Option<&[u8]>, after: &[u8]) -> String {
         let plain = Printer {
             masker: self.masker.clone(),
-            ..Printer::new(self.format, false)
+            ..Printer::new(self.format, false, self.verbosity)
         };
         plain.diff_lines(path, before, after).join("\n")
     }
@@ -525,7 +577,7 @@ impl Printer {
                 for h in &o.handlers {
                     self.handler(h, false);
                 }
-                if !o.has_changes() {
+                if !o.has_changes() && !self.quiet() {
                     self.out("No changes: the target matches the playbook.");
                 }
                 self.out(&self.paint(BOLD, &format!("Plan: {}", Self::summary_line(&o.summary))));
@@ -546,7 +598,7 @@ impl Printer {
                 self.emit_json(&v);
             }
             Format::Text => {
-                if !s.has_changes() && o.run.changes == 0 {
+                if !s.has_changes() && o.run.changes == 0 && !self.quiet() {
                     self.out("No changes: the target already matches the playbook.");
                 }
                 self.out(&self.paint(

@@ -23,6 +23,7 @@ mod secrets;
 mod sshd;
 mod support;
 mod validate;
+mod verbosity;
 
 /// The fault-injection tests (faults.rs) need `--features failpoints`;
 /// CI must never run without them.

@@ -154,6 +154,20 @@ fn apply_on_three_hosts_one_failing_leaves_the_others_applied() -> TestResult {
             assert_eq!(r["result"]["summary"]["unchanged"], 2, "{r}");
         }
     }
+
+    // Quiet: the summary table, and a block only for the host that failed.
+    let out = client
+        .fixer(&[&["plan", &pb.display().to_string(), "-q"][..], &argv[2..]].concat())
+        .output()?;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let blocks: Vec<&str> = stdout.lines().filter(|l| l.starts_with("== ")).collect();
+    assert_eq!(blocks.len(), 1, "{stdout}");
+    assert!(
+        blocks[0].starts_with(&format!("== {} (failed)", hosts[2].spec())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("3 hosts: 2 ok, 1 failed."), "{stdout}");
     Ok(())
 }
 

@@ -51,6 +51,13 @@ impl Printer {
             }));
             return;
         }
+        // Quiet: the command to run next, for `$(... | fixer diagnose -q -)`.
+        if self.quiet() {
+            if let Some(best) = d.remedies.first() {
+                self.out(&best.command());
+            }
+            return;
+        }
         let dirs: Vec<String> = catalog
             .dirs
             .iter()
