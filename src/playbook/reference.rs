@@ -30,6 +30,11 @@ splice a value into the shell line. In argv arrays, values are passed as
 they are. Template *files* (`template = \"...\"`) are relative to the
 playbook's directory.
 
+One helper is there besides Handlebars' own: `{{go_escape module}}` spells
+a Go module path as the module cache and proxies do on disk, each capital
+letter as `!` and its lower case (`github.com/Azure/x` →
+`github.com/!azure/x`).
+
 A field with fixed values (`on_fail`, `state`, `style`) may be a template
 too (`on_fail = \"{{probe_on_fail}}\"`); the rendered value must be one of
 them.

@@ -22,15 +22,40 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// A module path as Go's module cache and proxies spell it on disk: each
+/// capital letter as `!` and its lower case (`github.com/Azure/x` is
+/// `github.com/!azure/x`), as golang.org/x/mod/module.EscapePath does, so
+/// a path read from an error message finds its cache directory. A path
+/// already escaped has no capitals and is left as it is.
+pub fn go_escape_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('!');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+handlebars::handlebars_helper!(go_escape: |path: str| go_escape_path(path));
+
 impl Renderer {
     pub fn new(data: Value) -> Self {
-        let mut plain = Handlebars::new();
-        plain.set_strict_mode(true);
-        plain.register_escape_fn(handlebars::no_escape);
-        let mut shell = Handlebars::new();
-        shell.set_strict_mode(true);
-        shell.register_escape_fn(shell_quote);
-        Renderer { plain, shell, data }
+        let registry = |escape: fn(&str) -> String| {
+            let mut r = Handlebars::new();
+            r.set_strict_mode(true);
+            r.register_escape_fn(escape);
+            r.register_helper("go_escape", Box::new(go_escape));
+            r
+        };
+        Renderer {
+            plain: registry(handlebars::no_escape),
+            shell: registry(shell_quote),
+            data,
+        }
     }
 
     /// Render one template string. `shell` quotes every substituted value.
@@ -140,6 +165,26 @@ mod tests {
         assert_eq!(line, "echo 'it'\\''s $(rm -rf /); `x`\nnext'");
         assert_eq!(shell_quote("plain/path-1.0"), "plain/path-1.0");
         assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn go_escape_spells_module_paths_as_the_module_cache_does() {
+        let r = Renderer::new(
+            serde_json::json!({"m": "github.com/Azure/go-AutoRest", "e": "github.com/!azure/x"}),
+        );
+        assert_eq!(
+            r.render("{{go_escape m}}@*", false).as_deref(),
+            Ok("github.com/!azure/go-!auto!rest@*")
+        );
+        assert_eq!(
+            r.render("{{go_escape e}}", false).as_deref(),
+            Ok("github.com/!azure/x")
+        );
+        // In a shell line the result is quoted like any value.
+        assert_eq!(
+            r.render("ls {{go_escape m}}", true).as_deref(),
+            Ok("ls 'github.com/!azure/go-!auto!rest'")
+        );
     }
 
     #[test]

@@ -36,7 +36,10 @@ fn run_ok(cmd: &mut Command) -> Result<String, Box<dyn std::error::Error>> {
 /// A file-based Go module proxy with one version of each module.
 pub fn go_proxy(dir: &Path, modules: &[(&str, &[(&str, &str)])]) -> TestResult {
     for (module, files) in modules {
-        let v = dir.join(module).join("@v");
+        // A proxy spells paths as the module cache does (`!` + lower case).
+        let v = dir
+            .join(fixer::playbook::template::go_escape_path(module))
+            .join("@v");
         std::fs::create_dir_all(&v)?;
         std::fs::write(v.join("list"), "v1.0.0\n")?;
         std::fs::write(

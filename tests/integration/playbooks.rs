@@ -183,6 +183,55 @@ fn go_clean_modcache() -> TestResult {
     Ok(())
 }
 
+/// A module path with capitals, as go itself lays it out in the cache: the
+/// path from the error message must find `!`-escaped directories.
+#[test]
+fn go_clean_modcache_finds_modules_with_capitals_where_go_put_them() -> TestResult {
+    let sb = Sandbox::new();
+    let proxy = sb.base().join("proxy");
+    let body: &[(&str, &str)] = &[("x.go", "package x\n")];
+    crate::gotools::go_proxy(
+        &proxy,
+        &[
+            ("example.com/Acme/Tool", body),
+            ("example.com/acme/other", body),
+        ],
+    )?;
+    let modcache = sb.at(&format!("{HOME}/go/pkg/mod"));
+    for module in [
+        "example.com/Acme/Tool@v1.0.0",
+        "example.com/acme/other@v1.0.0",
+    ] {
+        let mut go = tool("go");
+        go.args(["mod", "download", module])
+            .current_dir(sb.base())
+            .envs(go_env(&sb))
+            .env("GOMODCACHE", &modcache);
+        let out = go.output()?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let m = format!("{HOME}/go/pkg/mod");
+    assert!(sb.exists(&format!("{m}/example.com/!acme/!tool@v1.0.0/x.go")));
+    let before = sb.tree();
+    let pb = shipped("go-clean-modcache.toml");
+    sb.fixer(&["apply", &pb, "--var", "module=example.com/Acme/Tool"])
+        .assert()
+        .success();
+    assert!(!sb.exists(&format!("{m}/example.com/!acme/!tool@v1.0.0")));
+    assert!(!sb.exists(&format!("{m}/cache/download/example.com/!acme/!tool")));
+    assert!(sb.exists(&format!("{m}/example.com/acme/other@v1.0.0/x.go")));
+    assert!(sb.exists(&format!(
+        "{m}/cache/download/example.com/acme/other/@v/v1.0.0.zip"
+    )));
+    sb.fixer(&["rollback"]).assert().success();
+    assert_eq!(sb.tree(), before);
+    Ok(())
+}
+
 #[test]
 fn go_mod_tidy_playbook() -> TestResult {
     let sb = Sandbox::new();
