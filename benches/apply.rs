@@ -201,7 +201,9 @@ fn write_docs(table: &str) -> Result<()> {
          The floor is the same writes done in-process by a plain loop of write, fsync, \
          chmod and rename, measured in the same run, alternating with fixer. The \
          ratio is fixer's first apply over the floor: apply also journals each change \
-         (one fsynced append before each change; commands get a second one after) and re-reads what it replaces. \
+         (one fsynced append before each change; commands get a second one after), \
+         re-reads what it replaces, and at the end reads back every path it changed \
+         to record what it left, for rollback's drift check (`after.json`). \
          `validate` only loads the playbook: the RSS of plan and apply beyond it is what \
          they hold while working.\n\n\
          Reproduce: `FIXER_BENCH_WRITE_DOCS=1 cargo bench --bench apply` \

@@ -123,6 +123,7 @@ pub fn apply_with(
     // (a full disk), the run is rolled back like any other failure, so
     // that exit 1 always means "nothing half-done".
     let result = work().and_then(|()| {
+        journal.seal()?;
         let mut record = journal.record.clone();
         store.set_status(&mut record, Status::Applied)?;
         Ok(record)
@@ -481,7 +482,14 @@ fn copy_tree(host: &dyn Host, from: &Path, to: &Path) -> Result<(), Error> {
 
 /// Undo a run: the named one, or the newest that changed something and is
 /// not undone yet.
-pub fn rollback(host: &dyn Host, run: Option<&str>) -> Result<(RunRecord, RollbackReport), Error> {
+/// Undo a run (the newest that changed something, or `run`). Unless
+/// `force`, an applied run whose paths were edited since it finished is
+/// refused, naming them: restoring would silently throw those edits away.
+pub fn rollback(
+    host: &dyn Host,
+    run: Option<&str>,
+    force: bool,
+) -> Result<(RunRecord, RollbackReport), Error> {
     let store = Store::new(host);
     let _lock = store.lock()?;
     let mut record = match run {
@@ -513,6 +521,16 @@ pub fn rollback(host: &dyn Host, run: Option<&str>) -> Result<(RunRecord, Rollba
                 record.status.describe(false)
             ),
         });
+    }
+    if !force && record.status == Status::Applied {
+        let changes = store.changed_since(&record.id)?;
+        if !changes.is_empty() {
+            return Err(Error::ChangedSinceRun {
+                host: host.name(),
+                run: record.id,
+                changes,
+            });
+        }
     }
     let entries = store.entries(&record.id)?;
     let report = journal::undo(host, &entries);

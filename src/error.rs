@@ -26,6 +26,14 @@ impl fmt::Display for Location {
     }
 }
 
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -98,6 +106,21 @@ pub enum Error {
 
     #[error("the saved plan no longer matches {host}: {detail}; run `fixer plan` again")]
     Drift { host: String, detail: String },
+
+    /// `fixer rollback` of a run whose changes were edited since: restoring
+    /// would throw those edits away without anyone having seen them.
+    #[error(
+        "rollback of run {run} on {host} refused: {} changed since the run, and rolling back would overwrite {}:{}\n\
+         Look at those changes, then `fixer rollback {run} --force` restores the state before the run anyway.",
+        plural(changes.len(), "path"),
+        if changes.len() == 1 { "it" } else { "them" },
+        changes.iter().map(|c| format!("\n  {c}")).collect::<String>()
+    )]
+    ChangedSinceRun {
+        host: String,
+        run: String,
+        changes: Vec<String>,
+    },
 
     #[error("{message}")]
     NoSuchRun { message: String },

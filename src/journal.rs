@@ -386,7 +386,81 @@ impl<'h> Store<'h> {
             armed: false,
             pending: None,
             arm_before_change: None,
+            touched: Vec::new(),
         })
+    }
+
+    /// Remove the runs `policy` lets go, with their backups (a cleared Go
+    /// cache can be gigabytes), and the half-made folders of runs killed
+    /// while starting. Never a run that may still need undoing: running or
+    /// interrupted, or with a rollback left incomplete. Takes the lock.
+    pub fn prune(&self, policy: &Prune) -> Result<Pruned, Error> {
+        let _lock = self.lock()?;
+        let now = std::time::SystemTime::now();
+        let runs = self.runs()?;
+        let mut out = Pruned::default();
+        // Newest first: the first `keep` stay whatever their age.
+        for (i, run) in runs.iter().rev().enumerate() {
+            let finished = matches!(
+                run.status,
+                Status::Applied | Status::Failed | Status::RolledBack
+            );
+            let old_enough = policy.older_than.is_none_or(|age| {
+                humantime::parse_rfc3339_weak(&run.started)
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_some_and(|elapsed| elapsed >= age)
+            });
+            if i < policy.keep || !finished || !old_enough {
+                out.kept.push(run.id.clone());
+            } else {
+                out.pruned.push(run.id.clone());
+            }
+        }
+        let dir = Self::runs_dir();
+        if self.host.stat(&dir).on(self.host)?.is_some() {
+            out.staging = self
+                .host
+                .list(&dir)
+                .on(self.host)?
+                .into_iter()
+                .filter(|name| name.starts_with(".new-"))
+                .collect();
+        }
+        if !policy.dry_run {
+            let doomed = out.pruned.iter().chain(&out.staging);
+            for name in doomed {
+                remove_tree(self.host, &Self::runs_dir().join(name)).on(self.host)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// How the paths run `id` changed differ now from how it left them,
+    /// one line each (`/etc/motd: content changed`). Empty for a run that
+    /// recorded nothing to compare (interrupted, or from an older fixer).
+    pub fn changed_since(&self, id: &str) -> Result<Vec<String>, Error> {
+        let path = Self::run_dir(id).join("after.json");
+        let bytes = match self.host.read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::host(self.host, e)),
+        };
+        let after: std::collections::BTreeMap<PathBuf, Seen> = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Journal {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        let paths: Vec<PathBuf> = after.keys().cloned().collect();
+        self.host.prefetch(&paths).on(self.host)?;
+        let mut changes = Vec::new();
+        for (path, left) in &after {
+            let now = Seen::observe(self.host, path).on(self.host)?;
+            if let Some(what) = left.change_to(&now) {
+                changes.push(format!("{}: {what}", path.display()));
+            }
+        }
+        Ok(changes)
     }
 
     pub fn entries(&self, id: &str) -> Result<Vec<Entry>, Error> {
@@ -417,6 +491,143 @@ impl<'h> Store<'h> {
     }
 }
 
+/// What one path a run changed looked like when the run finished, kept in
+/// the run's `after.json`: `fixer rollback` compares it with the path now,
+/// so that edits made since are not overwritten unseen. Content is kept as
+/// a hash only (it may hold a secret).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Seen {
+    Absent,
+    File {
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        sha256: String,
+    },
+    /// A directory and the names in it (not below: each path the run
+    /// created below it has its own entry).
+    Dir {
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        entries: Vec<String>,
+    },
+    Other {
+        kind: FileKind,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+}
+
+impl Seen {
+    pub fn observe(host: &dyn Host, path: &Path) -> Result<Seen, HostError> {
+        use sha2::Digest as _;
+        let Some(m) = host.stat(path)? else {
+            return Ok(Seen::Absent);
+        };
+        let (mode, uid, gid) = (m.mode, m.uid, m.gid);
+        Ok(match m.kind {
+            FileKind::File => Seen::File {
+                mode,
+                uid,
+                gid,
+                sha256: format!("{:x}", sha2::Sha256::digest(host.read(path)?)),
+            },
+            FileKind::Dir => {
+                let mut entries = host.list(path)?;
+                entries.sort();
+                Seen::Dir {
+                    mode,
+                    uid,
+                    gid,
+                    entries,
+                }
+            }
+            kind => Seen::Other {
+                kind,
+                mode,
+                uid,
+                gid,
+            },
+        })
+    }
+
+    fn attrs(&self) -> Option<(u32, u32, u32)> {
+        match self {
+            Seen::Absent => None,
+            Seen::File { mode, uid, gid, .. }
+            | Seen::Dir { mode, uid, gid, .. }
+            | Seen::Other { mode, uid, gid, .. } => Some((*mode, *uid, *gid)),
+        }
+    }
+
+    /// How `now` differs from `self` (what the run left), in words; `None`
+    /// when it does not.
+    pub fn change_to(&self, now: &Seen) -> Option<String> {
+        if self == now {
+            return None;
+        }
+        let mut what = Vec::new();
+        match (self, now) {
+            (Seen::Absent, _) => return Some("created since".into()),
+            (_, Seen::Absent) => return Some("removed since".into()),
+            (Seen::File { sha256: a, .. }, Seen::File { sha256: b, .. }) if a != b => {
+                what.push("content changed".to_string())
+            }
+            (Seen::Dir { entries: a, .. }, Seen::Dir { entries: b, .. }) => {
+                let added: Vec<&str> = b
+                    .iter()
+                    .filter(|e| !a.contains(e))
+                    .map(String::as_str)
+                    .collect();
+                let gone: Vec<&str> = a
+                    .iter()
+                    .filter(|e| !b.contains(e))
+                    .map(String::as_str)
+                    .collect();
+                if !added.is_empty() {
+                    what.push(format!("now also holds {}", added.join(", ")));
+                }
+                if !gone.is_empty() {
+                    what.push(format!("no longer holds {}", gone.join(", ")));
+                }
+            }
+            (Seen::File { .. }, Seen::File { .. }) => {}
+            _ => what.push("replaced by another kind of file".to_string()),
+        }
+        if let (Some((m1, u1, g1)), Some((m2, u2, g2))) = (self.attrs(), now.attrs()) {
+            if m1 != m2 {
+                what.push(format!("mode {m1:04o} -> {m2:04o}"));
+            }
+            if (u1, g1) != (u2, g2) {
+                what.push(format!("owner {u1}:{g1} -> {u2}:{g2}"));
+            }
+        }
+        Some(what.join("; "))
+    }
+}
+
+/// Which runs `fixer prune` removes: the finished ones beyond the newest
+/// `keep`, and of those only the ones older than `older_than` when given.
+#[derive(Clone, Debug)]
+pub struct Prune {
+    pub keep: usize,
+    pub older_than: Option<std::time::Duration>,
+    /// Say what would go, remove nothing.
+    pub dry_run: bool,
+}
+
+/// What `prune` removed (or, dry, would remove), newest first.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Pruned {
+    pub pruned: Vec<String>,
+    pub kept: Vec<String>,
+    /// Folders of runs killed before their record was in place.
+    pub staging: Vec<String>,
+}
+
 /// The journal of the run in progress.
 pub struct Journal<'h> {
     host: &'h dyn Host,
@@ -430,6 +641,8 @@ pub struct Journal<'h> {
     /// Arm the watchdog with this timeout just before the first change (a
     /// run that changes nothing needs no watchdog).
     arm_before_change: Option<std::time::Duration>,
+    /// Every path a change was journaled for, in order, once each.
+    touched: Vec<PathBuf>,
 }
 
 impl Journal<'_> {
@@ -485,6 +698,17 @@ impl Journal<'_> {
         if let Some(timeout) = self.arm_before_change.take() {
             self.arm(timeout)?;
         }
+        match &undo {
+            Undo::Absent { path }
+            | Undo::Restore { path, .. }
+            | Undo::Meta { path, .. }
+            | Undo::MoveBack { path, .. } => {
+                if !self.touched.contains(path) {
+                    self.touched.push(path.clone());
+                }
+            }
+            Undo::Command { .. } | Undo::Rerun { .. } | Undo::Irreversible { .. } => {}
+        }
         self.step += 1;
         let command = matches!(
             undo,
@@ -530,6 +754,29 @@ impl Journal<'_> {
         let mut writes = vec![self.line(&Entry::Done { step })?];
         writes.extend(self.mirror(file, &undo));
         self.host.append_all(&writes).on(self.host)
+    }
+
+    /// Record what every path the run changed looks like now that it is
+    /// done (`after.json`), for `fixer rollback` to notice later edits.
+    pub fn seal(&self) -> Result<(), Error> {
+        if self.touched.is_empty() {
+            return Ok(());
+        }
+        self.host.prefetch(&self.touched).on(self.host)?;
+        let mut after = std::collections::BTreeMap::new();
+        for path in &self.touched {
+            after.insert(path.clone(), Seen::observe(self.host, path).on(self.host)?);
+        }
+        let path = self.dir.join("after.json");
+        let bytes = serde_json::to_vec_pretty(&after).map_err(|e| Error::Journal {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let attrs = Attrs {
+            mode: Some(0o600),
+            ..Attrs::default()
+        };
+        self.host.write(&path, &bytes, attrs).on(self.host)
     }
 
     /// Commit-confirmed: start a detached watchdog on the target that

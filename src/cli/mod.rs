@@ -13,7 +13,7 @@ use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 use fixer::apply::{self, Event};
 use fixer::error::Error;
 use fixer::host::{Host as _, LocalHost};
-use fixer::journal::Store;
+use fixer::journal::{Prune, Store};
 use fixer::plan::{self, SavedPlan};
 use fixer::playbook::{Overrides, Playbook};
 
@@ -118,9 +118,28 @@ enum Command {
         dry_run: bool,
     },
     /// Undo the newest run not yet undone, or the named one.
-    Rollback { run: Option<String> },
+    Rollback {
+        run: Option<String>,
+        /// Roll back even over changes made to the run's paths since it
+        /// finished (they are listed when refused).
+        #[arg(long)]
+        force: bool,
+    },
     /// List the runs recorded on the target.
     History,
+    /// Delete old runs and their backups; they can no longer be rolled back.
+    /// Never a run that is running, interrupted or half rolled back.
+    Prune {
+        /// Always keep this many newest runs.
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        keep: usize,
+        /// Only runs started longer ago than this (`30d`, `12h`).
+        #[arg(long, value_name = "AGE", value_parser = humantime::parse_duration)]
+        older_than: Option<std::time::Duration>,
+        /// Show what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Name the playbook that fixes an error log, with the values it read.
     Diagnose {
         /// The log (output of go, git or ssh), or - for stdin.
@@ -297,6 +316,7 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
     if let Some(mut fleet) = fleet(g)? {
         fleet.color = p.color();
         fleet.verbosity = p.verbosity();
+        let policy;
         let job = match &cli.command {
             Command::Validate { playbook } => {
                 let pb = Playbook::load(playbook, &overrides(g)?)?;
@@ -323,10 +343,23 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
                     dry_run: *dry_run,
                 }
             }
-            Command::Rollback { run } => remote::Job::Rollback {
+            Command::Rollback { run, force } => remote::Job::Rollback {
                 run: run.as_deref(),
+                force: *force,
             },
             Command::History => remote::Job::History,
+            Command::Prune {
+                keep,
+                older_than,
+                dry_run,
+            } => {
+                policy = Prune {
+                    keep: *keep,
+                    older_than: *older_than,
+                    dry_run: *dry_run,
+                };
+                remote::Job::Prune(&policy)
+            }
             Command::Diagnose { .. } => return Err(no_target_for_diagnose()),
             Command::Completions { shell } => return completions(g, *shell),
             Command::Init { name, to } => return init(g, name.as_deref(), to.as_deref(), p),
@@ -412,9 +445,9 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
                 Err(e) => Err(e),
             }
         }
-        Command::Rollback { run } => {
+        Command::Rollback { run, force } => {
             let host = host(g.root.as_deref())?;
-            let (record, report) = apply::rollback(&host, run.as_deref())?;
+            let (record, report) = apply::rollback(&host, run.as_deref(), *force)?;
             p.rolled_back(&record, &report);
             Ok(if report.complete() { 0 } else { 1 })
         }
@@ -423,6 +456,20 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
             let store = Store::new(&host);
             let busy = store.busy()?;
             p.history(&store.runs()?, busy);
+            Ok(0)
+        }
+        Command::Prune {
+            keep,
+            older_than,
+            dry_run,
+        } => {
+            let host = host(g.root.as_deref())?;
+            let pruned = Store::new(&host).prune(&Prune {
+                keep: *keep,
+                older_than: *older_than,
+                dry_run: *dry_run,
+            })?;
+            p.pruned(&pruned, *dry_run);
             Ok(0)
         }
         Command::Diagnose { log, playbooks } => diagnose(g, log, playbooks, p),

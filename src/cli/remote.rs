@@ -15,7 +15,7 @@ use fixer::error::Error;
 use fixer::host::ssh_config::{Destination, SshConfig};
 use fixer::host::{SshHost, SshOptions};
 use fixer::inventory::{self, Member};
-use fixer::journal::Store;
+use fixer::journal::{Prune, Store};
 use fixer::plan;
 use fixer::playbook::{Overrides, Playbook};
 
@@ -26,8 +26,9 @@ use super::Format;
 pub enum Job<'a> {
     Plan { playbook: &'a Path },
     Apply { playbook: &'a Path, dry_run: bool },
-    Rollback { run: Option<&'a str> },
+    Rollback { run: Option<&'a str>, force: bool },
     History,
+    Prune(&'a Prune),
 }
 
 /// How a command names one member: `--host SPEC` or `-i FILE --limit NAME`.
@@ -217,9 +218,9 @@ impl Fleet {
                     (outcome.run.changes > 0).then(|| outcome.run.id.clone()),
                 ))
             }
-            Job::Rollback { run } => {
+            Job::Rollback { run, force } => {
                 tick("rolling back");
-                let (record, report) = apply::rollback(host, *run)?;
+                let (record, report) = apply::rollback(host, *run, *force)?;
                 p.rolled_back(&record, &report);
                 Ok(Report {
                     status: if report.complete() {
@@ -240,6 +241,17 @@ impl Fleet {
                 let busy = store.busy()?;
                 p.history(&store.runs()?, busy);
                 Ok(ok(0, 0, None))
+            }
+            Job::Prune(policy) => {
+                tick("pruning");
+                let pruned = Store::new(host).prune(policy)?;
+                p.pruned(&pruned, policy.dry_run);
+                let removed = if policy.dry_run {
+                    0
+                } else {
+                    pruned.pruned.len()
+                };
+                Ok(ok(removed, pruned.kept.len(), None))
             }
         }
     }

@@ -650,6 +650,32 @@ impl Printer {
         }
     }
 
+    pub fn pruned(&self, p: &fixer::journal::Pruned, dry_run: bool) {
+        if self.format == Format::Json {
+            self.emit_json(&json!({
+                "dry_run": dry_run,
+                "pruned": p.pruned,
+                "kept": p.kept,
+                "staging": p.staging,
+            }));
+            return;
+        }
+        let verb = if dry_run { "Would delete" } else { "Deleted" };
+        if !self.quiet() {
+            for id in &p.pruned {
+                self.out(&format!("{verb} run {id}"));
+            }
+            for name in &p.staging {
+                self.out(&format!("{verb} {name} (a run killed while starting)"));
+            }
+        }
+        let runs = match p.pruned.len() {
+            1 => "1 run with its backups".to_string(),
+            n => format!("{n} runs with their backups"),
+        };
+        self.out(&format!("{verb} {runs}; {} kept.", p.kept.len()));
+    }
+
     pub fn history(&self, runs: &[RunRecord], busy: bool) {
         let status = |r: &RunRecord| r.status.describe(!busy).to_string();
         // The same names as `apply` and `rollback` print (docs/json.md),
@@ -696,6 +722,12 @@ impl Printer {
             text = text.replace(
                 &format!("`fixer rollback {run}`"),
                 &format!("`{}`", self.hint(run, None)),
+            );
+        }
+        if let (Error::ChangedSinceRun { run, .. }, Some(_)) = (e, &self.target_flag) {
+            text = text.replace(
+                &format!("`fixer rollback {run} --force`"),
+                &format!("`{} --force`", self.hint(run, None)),
             );
         }
         if let Error::ApplyFailed { run, rollback, .. } = e {

@@ -16,6 +16,7 @@ const COMMANDS: &[&str] = &[
     "man",
     "init",
     "schema",
+    "prune",
 ];
 
 #[test]

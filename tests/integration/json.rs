@@ -107,6 +107,10 @@ fn every_command_prints_the_documented_json() -> TestResult {
     );
     assert_eq!(first["status"], "rolled_back");
 
+    let v = run(&["prune", "--keep", "0"])?;
+    assert_eq!(keys(&v), ["dry_run", "kept", "pruned", "staging"]);
+    assert_eq!(v["pruned"].as_array().map(Vec::len), Some(1));
+
     // An error is JSON too, with the same exit code.
     let out = sb
         .fixer(&["plan", "missing.toml", "--format", "json"])

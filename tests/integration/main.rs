@@ -15,6 +15,7 @@ mod plan;
 mod playbooks;
 mod probe;
 mod properties;
+mod prune;
 mod remote;
 mod resources;
 mod rollback;

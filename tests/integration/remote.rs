@@ -509,8 +509,28 @@ fn rollback_works_from_another_controller() -> TestResult {
         "{}",
         text(&out.stdout)
     );
+    // An edit on the host since the run: refused, with the command to
+    // force it naming the host.
+    std::fs::write(host.fs("/srv/app/existing.txt"), "edited\n")?;
     let out = other
         .fixer(&["rollback", "--host", &host.spec()])
+        .output()?;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let block = text(&out.stdout);
+    assert!(
+        block.contains("/srv/app/existing.txt: content changed"),
+        "{block}"
+    );
+    assert!(
+        block.contains(&format!("--host {} --force`", host.spec())),
+        "{block}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.fs("/srv/app/existing.txt"))?,
+        "edited\n"
+    );
+    let out = other
+        .fixer(&["rollback", "--force", "--host", &host.spec()])
         .output()?;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     assert!(
@@ -523,6 +543,20 @@ fn rollback_works_from_another_controller() -> TestResult {
         "old\n"
     );
     assert!(!host.fs("/srv/app/config.txt").exists());
+
+    // Pruning on the host, from either machine, removes the run folder.
+    let runs = host.fs("/var/lib/fixer/runs");
+    assert_eq!(std::fs::read_dir(&runs)?.count(), 1);
+    let out = other
+        .fixer(&["prune", "--keep", "0", "--host", &host.spec()])
+        .output()?;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("Deleted 1 run with its backups; 0 kept."),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(std::fs::read_dir(&runs)?.count(), 0);
     Ok(())
 }
 

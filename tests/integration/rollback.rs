@@ -364,3 +364,93 @@ fn run_killed_before_its_first_change_can_be_closed() -> TestResult {
     assert_eq!(sb.read("/etc/a"), "new\n");
     Ok(())
 }
+
+/// Edits made to a run's paths after it finished are not overwritten
+/// unseen: rollback refuses, naming each, and changes nothing; `--force`
+/// restores the state before the run anyway.
+#[test]
+fn rollback_refuses_to_overwrite_changes_made_since_the_run() -> TestResult {
+    let sb = Sandbox::new();
+    seed(&sb);
+    let before = sb.tree();
+    let pb = sb.playbook("mixed.toml", MIXED);
+    sb.fixer(&["apply", pb.to_str().ok_or("path")?])
+        .assert()
+        .success();
+    // Someone edits after the run: content, mode, a new file in a
+    // directory the run changed, and a cleared cache file back again.
+    sb.file("/etc/motd", "edited by hand\n");
+    sb.chmod("/srv/app/config.ini", 0o600);
+    sb.file("/srv/app/notes.txt", "mine\n");
+    sb.file("/var/cache/app/a.tmp", "downloaded again");
+    let edited = sb.tree();
+
+    let out = sb.fixer(&["rollback"]).output()?;
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    let first = err.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("error: rollback of run ")
+            && first.contains("refused: 4 paths changed since the run"),
+        "{err}"
+    );
+    for line in [
+        "/etc/motd: content changed",
+        "/srv/app/config.ini: mode 0640 -> 0600",
+        "/srv/app: now also holds notes.txt",
+        "/var/cache/app/a.tmp: created since",
+    ] {
+        assert!(err.contains(line), "`{line}` missing:\n{err}");
+    }
+    assert!(
+        err.contains("--force` restores the state before the run"),
+        "{err}"
+    );
+    assert_eq!(sb.tree(), edited, "a refused rollback changed the target");
+    let history = stdout_of(&sb.fixer(&["history"]).output()?);
+    assert!(history.contains("applied"), "{history}");
+
+    // JSON says the same in its one error document.
+    let out = sb.fixer(&["rollback", "--format", "json"]).output()?;
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("/etc/motd: content changed")),
+        "{v}"
+    );
+
+    let out = sb.fixer(&["rollback", "--force"]).output()?;
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let mut after = sb.tree();
+    // The user's own file in /srv/app is not the run's to remove.
+    assert!(after.remove("/srv/app/notes.txt").is_some());
+    // Nor is what the command without `undo` made (reported as such).
+    after.remove("/built.txt");
+    after.remove("/reload.log");
+    let mut expected = before.clone();
+    expected.remove("/built.txt");
+    expected.remove("/reload.log");
+    assert_eq!(after, expected);
+    Ok(())
+}
+
+/// A run recorded without what it left (interrupted, or by an older fixer)
+/// has nothing to compare: rollback goes ahead as before.
+#[test]
+fn rollback_without_a_record_of_the_result_goes_ahead() -> TestResult {
+    let sb = Sandbox::new();
+    seed(&sb);
+    let pb = sb.playbook("mixed.toml", MIXED);
+    sb.fixer(&["apply", pb.to_str().ok_or("path")?])
+        .assert()
+        .success();
+    let after = run_dir(&sb)?.join("after.json");
+    assert!(after.exists());
+    std::fs::remove_file(&after)?;
+    sb.file("/etc/motd", "edited by hand\n");
+    sb.fixer(&["rollback"]).assert().success();
+    assert_eq!(sb.read("/etc/motd"), "Welcome\n");
+    Ok(())
+}
