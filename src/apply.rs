@@ -39,6 +39,9 @@ pub struct ApplyOptions<'a> {
     /// current one (netplan): only a new connection proves the host is
     /// still reachable.
     pub reconnect: Option<Reconnect<'a>>,
+    /// Set (by a Ctrl-C or SIGTERM handler) to stop before the next change
+    /// and roll the run back, rather than die and leave it interrupted.
+    pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Debug)]
@@ -93,10 +96,21 @@ pub fn apply_with(
     let mut summary = Summary::default();
     let mut notified: Vec<&str> = Vec::new();
 
+    let cancelled = || {
+        if opts
+            .cancel
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst))
+        {
+            Err(Error::Cancelled)
+        } else {
+            Ok(())
+        }
+    };
     let mut work = || -> Result<(), Error> {
         // Changes first, then the handlers they notified, then the checks
         // (probes), which must see the host as the whole run leaves it.
         for d in playbook.resources.iter().filter(|d| !d.resource.is_check()) {
+            cancelled()?;
             let change = apply_one(host, &mut journal, d, &cx, &masker, false)?;
             summary.count(change.action());
             if change.action() != Action::Unchanged {
@@ -109,15 +123,17 @@ pub fn apply_with(
             .iter()
             .filter(|h| notified.contains(&h.id.as_str()))
         {
+            cancelled()?;
             let change = apply_one(host, &mut journal, h, &cx, &masker, true)?;
             on_event(Event::Handler(&change));
         }
         for d in playbook.resources.iter().filter(|d| d.resource.is_check()) {
+            cancelled()?;
             let change = apply_one(host, &mut journal, d, &cx, &masker, false)?;
             summary.count(change.action());
             on_event(Event::Resource(&change));
         }
-        Ok(())
+        cancelled()
     };
     // Recording the run as applied is part of the apply: if that fails
     // (a full disk), the run is rolled back like any other failure, so

@@ -125,6 +125,11 @@ pub enum Error {
     #[error("{message}")]
     NoSuchRun { message: String },
 
+    /// Ctrl-C or SIGTERM during an apply: it stops before the next change
+    /// and rolls back, as for any failure.
+    #[error("interrupted (Ctrl-C or SIGTERM) before the next change")]
+    Cancelled,
+
     /// An apply failed and was rolled back (fully, or not: see `rollback`).
     #[error("{source}")]
     ApplyFailed {

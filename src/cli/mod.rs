@@ -306,6 +306,7 @@ fn fleet(g: &Global) -> Result<Option<remote::Fleet>, Error> {
         format: g.format,
         color: false,
         verbosity: Verbosity::Normal,
+        cancel: None,
         detailed_exitcode: g.detailed_exitcode,
         confirm_timeout: std::time::Duration::from_secs(g.confirm_timeout),
     }))
@@ -316,6 +317,9 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
     if let Some(mut fleet) = fleet(g)? {
         fleet.color = p.color();
         fleet.verbosity = p.verbosity();
+        if let Command::Apply { dry_run: false, .. } = &cli.command {
+            fleet.cancel = cancel_on_signals(p);
+        }
         let policy;
         let job = match &cli.command {
             Command::Validate { playbook } => {
@@ -432,11 +436,17 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
                 });
             }
             p.apply_header(&pb, &fixer::host::Host::name(&host));
-            let result = apply::apply(&pb, &host, expect.as_deref(), &mut |ev| match ev {
-                Event::Resource(c) => p.change(c, true),
-                Event::Handler(c) => p.handler(c, true),
-                Event::Note(text) => p.note(text),
-            });
+            let cancel = cancel_on_signals(p);
+            let opts = apply::ApplyOptions {
+                cancel: cancel.as_deref(),
+                ..Default::default()
+            };
+            let result =
+                apply::apply_with(&pb, &host, expect.as_deref(), &opts, &mut |ev| match ev {
+                    Event::Resource(c) => p.change(c, true),
+                    Event::Handler(c) => p.handler(c, true),
+                    Event::Note(text) => p.note(text),
+                });
             match result {
                 Ok(outcome) => {
                     p.applied(&outcome, host.root());
@@ -493,6 +503,28 @@ fn schema(g: &Global, markdown: bool) -> Result<u8, Error> {
     };
     write_stdout(text.as_bytes())?;
     Ok(0)
+}
+
+/// During an apply, the first Ctrl-C (or SIGTERM) asks it to stop before
+/// the next change and roll back; a second one ends fixer at once (exit 1),
+/// leaving the run interrupted for `fixer rollback`, as a kill would.
+fn cancel_on_signals(p: &Printer) -> Option<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let registered = [SIGINT, SIGTERM].into_iter().try_for_each(|signal| {
+        // In this order: the second signal finds the flag already set.
+        signal_hook::flag::register_conditional_shutdown(signal, 1, std::sync::Arc::clone(&flag))?;
+        signal_hook::flag::register(signal, std::sync::Arc::clone(&flag)).map(drop)
+    });
+    match registered {
+        Ok(()) => Some(flag),
+        Err(e) => {
+            p.note(&format!(
+                "warning: Ctrl-C will end fixer at once (the run is then rolled back by `fixer rollback`): {e}"
+            ));
+            None
+        }
+    }
 }
 
 /// `fixer init [NAME] [--to FILE]`: works on this machine's files only.

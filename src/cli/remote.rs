@@ -46,6 +46,8 @@ pub struct Fleet {
     pub format: Format,
     pub color: bool,
     pub verbosity: Verbosity,
+    /// Set by Ctrl-C / SIGTERM: every host's apply stops and rolls back.
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     pub detailed_exitcode: bool,
     pub confirm_timeout: Duration,
 }
@@ -200,6 +202,7 @@ impl Fleet {
                         self.connect(m)
                             .map(|h| Box::new(h) as Box<dyn fixer::host::Host>)
                     }),
+                    cancel: self.cancel.as_deref(),
                 };
                 let outcome = apply::apply_with(&pb, host, None, &opts, &mut |ev| match ev {
                     Event::Resource(c) => {

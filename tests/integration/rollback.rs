@@ -454,3 +454,94 @@ fn rollback_without_a_record_of_the_result_goes_ahead() -> TestResult {
     assert_eq!(sb.read("/etc/motd"), "Welcome\n");
     Ok(())
 }
+
+/// A playbook whose second resource takes a while: the window for Ctrl-C.
+const SLOW: &str = r#"[playbook]
+name = "slow"
+
+[[resource]]
+type = "file"
+path = "/etc/motd"
+content = "changed\n"
+
+[[resource]]
+type = "command"
+run = "sleep 1"
+
+[[resource]]
+type = "file"
+path = "/etc/later"
+content = "never\n"
+"#;
+
+/// Start `apply SLOW`, wait for its first change, and send it `signals`
+/// (to fixer alone: the command it runs keeps going, as with `kill`).
+fn interrupt_apply(
+    sb: &Sandbox,
+    signals: &[nix::sys::signal::Signal],
+) -> Result<std::process::Output, Box<dyn std::error::Error>> {
+    let pb = sb.playbook("slow.toml", SLOW);
+    let child = sb
+        .command(&["apply", pb.to_str().ok_or("path")?])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sb.read("/etc/motd") != "changed\n" {
+        assert!(
+            Instant::now() < deadline,
+            "the apply never made its first change"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
+    for s in signals {
+        nix::sys::signal::kill(pid, *s)?;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(child.wait_with_output()?)
+}
+
+#[test]
+fn ctrl_c_stops_before_the_next_change_and_rolls_back() -> TestResult {
+    use nix::sys::signal::Signal;
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        let sb = Sandbox::new();
+        seed(&sb);
+        let before = sb.tree();
+        let out = interrupt_apply(&sb, &[signal])?;
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{signal}: {err}");
+        assert!(
+            err.contains("interrupted (Ctrl-C or SIGTERM)"),
+            "{signal}: {err}"
+        );
+        assert!(err.contains("Rolled back run"), "{signal}: {err}");
+        assert_eq!(sb.tree(), before, "{signal}");
+        assert!(!sb.exists("/etc/later"));
+        let history = stdout_of(&sb.fixer(&["history"]).output()?);
+        assert!(
+            history.contains("failed, rolled back"),
+            "{signal}: {history}"
+        );
+    }
+    Ok(())
+}
+
+/// A second Ctrl-C ends fixer at once; the run is left interrupted, and
+/// rollback from its journal restores the target as after a kill.
+#[test]
+fn a_second_ctrl_c_ends_fixer_at_once() -> TestResult {
+    use nix::sys::signal::Signal;
+    let sb = Sandbox::new();
+    seed(&sb);
+    let before = sb.tree();
+    let out = interrupt_apply(&sb, &[Signal::SIGINT, Signal::SIGINT])?;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(!stderr_of(&out).contains("Rolled back run"));
+    let history = stdout_of(&sb.fixer(&["history"]).output()?);
+    assert!(history.contains("interrupted"), "{history}");
+    sb.fixer(&["rollback"]).assert().success();
+    assert_eq!(sb.tree(), before);
+    Ok(())
+}
