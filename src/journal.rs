@@ -455,7 +455,11 @@ impl<'h> Store<'h> {
         self.host.prefetch(&paths).on(self.host)?;
         let mut changes = Vec::new();
         for (path, left) in &after {
-            let now = Seen::observe(self.host, path).on(self.host)?;
+            let now = match left {
+                Seen::Other { .. } => Seen::observe_attrs(self.host, path),
+                _ => Seen::observe(self.host, path),
+            }
+            .on(self.host)?;
             if let Some(what) = left.change_to(&now) {
                 changes.push(format!("{}: {what}", path.display()));
             }
@@ -513,6 +517,7 @@ pub enum Seen {
         gid: u32,
         entries: Vec<String>,
     },
+    /// Anything else, or a path whose attributes alone the run changed.
     Other {
         kind: FileKind,
         mode: u32,
@@ -522,6 +527,19 @@ pub enum Seen {
 }
 
 impl Seen {
+    /// Kind and attributes only, for a path rollback only chmods/chowns.
+    pub fn observe_attrs(host: &dyn Host, path: &Path) -> Result<Seen, HostError> {
+        Ok(match host.stat(path)? {
+            None => Seen::Absent,
+            Some(m) => Seen::Other {
+                kind: m.kind,
+                mode: m.mode,
+                uid: m.uid,
+                gid: m.gid,
+            },
+        })
+    }
+
     pub fn observe(host: &dyn Host, path: &Path) -> Result<Seen, HostError> {
         use sha2::Digest as _;
         let Some(m) = host.stat(path)? else {
@@ -595,6 +613,7 @@ impl Seen {
                 }
             }
             (Seen::File { .. }, Seen::File { .. }) => {}
+            (Seen::Other { kind: a, .. }, Seen::Other { kind: b, .. }) if a == b => {}
             _ => what.push("replaced by another kind of file".to_string()),
         }
         if let (Some((m1, u1, g1)), Some((m2, u2, g2))) = (self.attrs(), now.attrs()) {
@@ -641,8 +660,9 @@ pub struct Journal<'h> {
     /// Arm the watchdog with this timeout just before the first change (a
     /// run that changes nothing needs no watchdog).
     arm_before_change: Option<std::time::Duration>,
-    /// Every path a change was journaled for, in order, once each.
-    touched: Vec<PathBuf>,
+    /// Every path a change was journaled for, in order, once each, and
+    /// whether rollback replaces it whole (or only restores attributes).
+    touched: Vec<(PathBuf, bool)>,
 }
 
 impl Journal<'_> {
@@ -698,16 +718,20 @@ impl Journal<'_> {
         if let Some(timeout) = self.arm_before_change.take() {
             self.arm(timeout)?;
         }
-        match &undo {
-            Undo::Absent { path }
-            | Undo::Restore { path, .. }
-            | Undo::Meta { path, .. }
-            | Undo::MoveBack { path, .. } => {
-                if !self.touched.contains(path) {
-                    self.touched.push(path.clone());
-                }
+        // Rollback of a mode or owner change touches nothing else of the
+        // path: only its attributes are worth comparing later.
+        let (path, whole) = match &undo {
+            Undo::Meta { path, .. } => (Some(path), false),
+            Undo::Absent { path } | Undo::Restore { path, .. } | Undo::MoveBack { path, .. } => {
+                (Some(path), true)
             }
-            Undo::Command { .. } | Undo::Rerun { .. } | Undo::Irreversible { .. } => {}
+            Undo::Command { .. } | Undo::Rerun { .. } | Undo::Irreversible { .. } => (None, false),
+        };
+        if let Some(path) = path {
+            match self.touched.iter_mut().find(|(p, _)| p == path) {
+                Some((_, w)) => *w |= whole,
+                None => self.touched.push((path.clone(), whole)),
+            }
         }
         self.step += 1;
         let command = matches!(
@@ -762,10 +786,16 @@ impl Journal<'_> {
         if self.touched.is_empty() {
             return Ok(());
         }
-        self.host.prefetch(&self.touched).on(self.host)?;
+        let paths: Vec<PathBuf> = self.touched.iter().map(|(p, _)| p.clone()).collect();
+        self.host.prefetch(&paths).on(self.host)?;
         let mut after = std::collections::BTreeMap::new();
-        for path in &self.touched {
-            after.insert(path.clone(), Seen::observe(self.host, path).on(self.host)?);
+        for (path, whole) in &self.touched {
+            let seen = if *whole {
+                Seen::observe(self.host, path)
+            } else {
+                Seen::observe_attrs(self.host, path)
+            };
+            after.insert(path.clone(), seen.on(self.host)?);
         }
         let path = self.dir.join("after.json");
         let bytes = serde_json::to_vec_pretty(&after).map_err(|e| Error::Journal {
