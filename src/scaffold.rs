@@ -99,17 +99,31 @@ pub fn init(from: &Shipped, dest: &Path) -> Result<Scaffold, Error> {
         source,
     })?;
     let scratch_playbook = scratch.path().join("playbook.toml");
+    // Everything made at the destination, newest last, so that a failure
+    // part-way (a full disk) takes it all back: init never overwrites, so
+    // none of it was there before.
+    let made = std::cell::RefCell::new(Vec::<PathBuf>::new());
     let write = |path: &Path, bytes: &[u8]| -> Result<(), Error> {
         if let Some(parent) = path.parent() {
+            let missing: Vec<PathBuf> = parent
+                .ancestors()
+                .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+                .map(Path::to_path_buf)
+                .collect();
             std::fs::create_dir_all(parent).map_err(|source| Error::WriteLocal {
                 path: parent.to_path_buf(),
                 source,
             })?;
+            made.borrow_mut().extend(missing.into_iter().rev());
         }
-        std::fs::write(path, bytes).map_err(|source| Error::WriteLocal {
-            path: path.to_path_buf(),
-            source,
-        })
+        crate::failpoint::check("write")
+            .and_then(|()| std::fs::write(path, bytes))
+            .map_err(|source| Error::WriteLocal {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        made.borrow_mut().push(path.to_path_buf());
+        Ok(())
     };
     let mut templates = Vec::new();
     let mut contents = Vec::new();
@@ -125,11 +139,26 @@ pub fn init(from: &Shipped, dest: &Path) -> Result<Scaffold, Error> {
     write(&scratch_playbook, out.as_bytes())?;
     Playbook::load(&scratch_playbook, &Overrides::default())?;
 
-    for (target, bytes) in contents {
-        write(&target, &bytes)?;
-        templates.push(target);
+    made.borrow_mut().clear();
+    let written = contents
+        .into_iter()
+        .try_for_each(|(target, bytes)| {
+            write(&target, &bytes)?;
+            templates.push(target);
+            Ok(())
+        })
+        .and_then(|()| write(dest, out.as_bytes()));
+    if let Err(e) = written {
+        for path in made.borrow().iter().rev() {
+            // Best effort: the error that stopped us is the one to report.
+            let _ = if path.is_dir() {
+                std::fs::remove_dir(path)
+            } else {
+                std::fs::remove_file(path)
+            };
+        }
+        return Err(e);
     }
-    write(dest, out.as_bytes())?;
     Ok(Scaffold {
         playbook: dest.to_path_buf(),
         templates,

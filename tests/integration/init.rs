@@ -104,3 +104,32 @@ fn init_never_overwrites_and_refuses_unknown_names_and_targets() -> TestResult {
     assert!(!sb.base().join("go-mod-tidy.toml").exists());
     Ok(())
 }
+
+/// A write failing part-way (a full disk) leaves nothing behind: the
+/// template already copied and the folders made for it are removed.
+#[cfg(feature = "failpoints")]
+#[test]
+fn init_failing_part_way_leaves_nothing_behind() -> TestResult {
+    let sb = Sandbox::new();
+    // Writes: the scratch template, the scratch playbook, the template,
+    // then the playbook, which fails.
+    let out = sb
+        .fixer_here(&["init", "netplan-static-dns", "--to", "site/dns.toml"])
+        .env("FIXER_FAILPOINT", "write:4:enospc")
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("site/dns.toml") && err.contains("No space left"),
+        "{err}"
+    );
+    assert!(!sb.base().join("site").exists(), "init left site/ behind");
+    // The same with the first real write failing.
+    let out = sb
+        .fixer_here(&["init", "netplan-static-dns", "--to", "site/dns.toml"])
+        .env("FIXER_FAILPOINT", "write:3:enospc")
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!sb.base().join("site").exists());
+    Ok(())
+}
