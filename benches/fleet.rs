@@ -293,7 +293,7 @@ fn main() -> Result<()> {
              first run, and every file's content and mode checked on every host after \
              each tool's apply. fixer's apply also journals every change on the host and \
              arms the self-restore watchdog.\n\n\
-             Reproduce: `FIXER_BENCH_WRITE_DOCS=1 cargo bench --bench fleet` \
+             Reproduce: `FIXER_BENCH_ROUNDS={rounds} FIXER_BENCH_WRITE_DOCS=1 cargo bench --bench fleet` \
              (as root; this table: {cores} cores, loopback, so latency is ~0 and \
              round trips, not time, are what a real network multiplies).\n\n{table}"
         );
