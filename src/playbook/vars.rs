@@ -18,6 +18,35 @@ pub const MASK: &str = "********";
 pub struct Var {
     pub value: Value,
     pub sensitive: bool,
+    /// The only values allowed, when declared (`choices = ["ssh", "https"]`):
+    /// a typo in a `--var` is an error, not a silent fallback.
+    pub choices: Option<Vec<Value>>,
+}
+
+/// A scalar as a `--var` would carry it.
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl Var {
+    /// `Err(why)` when the value is not one of the declared choices.
+    fn check(&self) -> Result<(), String> {
+        let Some(choices) = &self.choices else {
+            return Ok(());
+        };
+        let value = text_of(&self.value);
+        if choices.iter().any(|c| text_of(c) == value) {
+            return Ok(());
+        }
+        let names: Vec<String> = choices.iter().map(text_of).collect();
+        Err(format!(
+            "`{value}` is not one of the choices: {}",
+            names.join(", ")
+        ))
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -60,8 +89,8 @@ fn scalar(v: &DeValue<'_>) -> Option<Value> {
     }
 }
 
-const SHAPE: &str =
-    "a variable is a string, number or boolean, or a table { value = ..., sensitive = true }";
+const SHAPE: &str = "a variable is a string, number or boolean, or a table \
+     { value = ..., sensitive = true, choices = [...] }";
 
 /// The JSON Schema of `[vars]`, which [`Vars::declare`] reads by hand
 /// (each entry is a scalar or a `{ value, sensitive }` table).
@@ -72,6 +101,8 @@ pub(crate) fn schema() -> serde_json::Value {
         "description": "The playbook's variables, used as `{{name}}` in every string of its \
     resources and handlers.\n\n\
     `name = value` (string, integer, float, boolean), or \
+    `name = { value = ..., choices = [...] }` for a value that must be one of a few (`via = \
+    { value = \"ssh\", choices = [\"ssh\", \"https\"] }`: `--var via=shh` is then an error), \
     `name = { value = ..., sensitive = true }` for values that must never be printed (they \
     show as `********`), nor written to fixer's state folder on the target \
     (`/var/lib/fixer`): a command's `undo`, or a handler, that uses one is not kept there to \
@@ -94,6 +125,12 @@ pub(crate) fn schema() -> serde_json::Value {
                         "sensitive": {
                             "type": "boolean",
                             "description": "Never printed, never kept in fixer's state folder."
+                        },
+                        "choices": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": scalar,
+                            "description": "The only values allowed: a `--var` (or inventory value) outside them is an error, not a silent fallback."
                         }
                     }
                 }
@@ -112,6 +149,7 @@ impl Vars {
                 DeValue::Table(t) => {
                     let mut value = None;
                     let mut sensitive = false;
+                    let mut choices = None;
                     for (tk, tv) in t.iter() {
                         let sub = Some(format!("vars.{}.{}", k.get_ref(), tk.get_ref()));
                         match (tk.get_ref().as_ref(), tv.get_ref()) {
@@ -129,12 +167,32 @@ impl Vars {
                                     "`sensitive` must be true or false",
                                 ))
                             }
+                            ("choices", DeValue::Array(items)) if !items.is_empty() => {
+                                let mut list = Vec::new();
+                                for item in items {
+                                    list.push(scalar(item.get_ref()).ok_or_else(|| {
+                                        source.error(
+                                            &item.span(),
+                                            sub.clone(),
+                                            "each choice is a string, number or boolean",
+                                        )
+                                    })?);
+                                }
+                                choices = Some(list);
+                            }
+                            ("choices", _) => {
+                                return Err(source.error(
+                                    &tv.span(),
+                                    sub,
+                                    "`choices` is a non-empty array of the values allowed",
+                                ))
+                            }
                             (other, _) => {
                                 return Err(source.error(
                                     &tk.span(),
                                     sub,
                                     format!(
-                                        "unknown field `{other}`, expected `value` or `sensitive`"
+                                        "unknown field `{other}`, expected `value`, `sensitive` or `choices`"
                                     ),
                                 ))
                             }
@@ -143,11 +201,24 @@ impl Vars {
                     let value = value.ok_or_else(|| {
                         source.error(&v.span(), field.clone(), "missing field `value`")
                     })?;
-                    Var { value, sensitive }
+                    let var = Var {
+                        value,
+                        sensitive,
+                        choices,
+                    };
+                    var.check().map_err(|m| {
+                        let at = t
+                            .iter()
+                            .find(|(tk, _)| tk.get_ref() == "value")
+                            .map_or(v.span(), |(_, tv)| tv.span());
+                        source.error(&at, Some(format!("vars.{}.value", k.get_ref())), m)
+                    })?;
+                    var
                 }
                 other => Var {
                     value: scalar(other).ok_or_else(|| source.error(&v.span(), field, SHAPE))?,
                     sensitive: false,
+                    choices: None,
                 },
             };
             map.insert(k.get_ref().to_string(), var);
@@ -161,6 +232,8 @@ impl Vars {
         for (k, v) in &o.inventory {
             if let Some(var) = self.map.get_mut(k) {
                 var.value = v.clone();
+                var.check()
+                    .map_err(|m| Error::Usage(format!("inventory variable `{k}`: {m}")))?;
             }
         }
         for file in &o.files {
@@ -192,7 +265,7 @@ impl Vars {
         match self.map.get_mut(name.get_ref().as_ref()) {
             Some(var) => {
                 var.value = value;
-                Ok(())
+                var.check().map_err(err)
             }
             None => Err(err(format!(
                 "variable `{}` is not declared in the playbook's [vars]{}",
@@ -262,13 +335,7 @@ impl Vars {
     pub fn as_overrides(&self) -> Vec<(String, String)> {
         self.map
             .iter()
-            .map(|(k, v)| {
-                let s = match &v.value {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                (k.clone(), s)
-            })
+            .map(|(k, v)| (k.clone(), text_of(&v.value)))
             .collect()
     }
 
@@ -277,10 +344,7 @@ impl Vars {
             .map
             .values()
             .filter(|v| v.sensitive)
-            .map(|v| match &v.value {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
+            .map(|v| text_of(&v.value))
             .filter(|s| !s.is_empty())
             .collect();
         // Longest first, so a secret containing another is masked whole.
@@ -321,6 +385,28 @@ mod tests {
             secrets: vec!["abcdef".into(), "abc".into()],
         };
         assert_eq!(m.mask("x abcdef y abc"), format!("x {MASK} y {MASK}"));
+    }
+
+    #[test]
+    fn inventory_values_are_held_to_choices_too() {
+        let text = "[playbook]\nname = \"t\"\n[vars]\nvia = { value = \"ssh\", choices = [\"ssh\", \"https\"] }\n";
+        let load = |value: &str| {
+            let overrides = Overrides {
+                inventory: vec![("via".into(), Value::String(value.into()))],
+                ..Overrides::default()
+            };
+            crate::playbook::Playbook::parse(
+                std::path::Path::new("p.toml"),
+                text.into(),
+                &overrides,
+            )
+        };
+        assert!(load("https").is_ok());
+        let err = load("ftp").err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(
+            err,
+            "inventory variable `via`: `ftp` is not one of the choices: ssh, https"
+        );
     }
 
     #[test]

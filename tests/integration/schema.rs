@@ -95,6 +95,7 @@ via = "https"
 retries = 3
 debug = false
 token = { value = "s3cret", sensitive = true }
+level = { value = "warn", choices = ["warn", "fail"] }
 
 [[symptom]]
 pattern = 'unknown user (?P<user>[a-z]+)'
@@ -320,6 +321,7 @@ fn schema_and_validate_refuse_the_same_mistakes() -> TestResult {
         ("variable table without value", format!("{head}[vars]\nv = {{ sensitive = true }}\n")),
         ("unknown variable field", format!("{head}[vars]\nv = {{ value = 1, secret = true }}\n")),
         ("variable as an array", format!("{head}[vars]\nv = [1]\n")),
+        ("empty choices", format!("{head}[vars]\nv = {{ value = 1, choices = [] }}\n")),
         ("git scope relative", format!("{head}[[resource]]\ntype = \"git_config\"\nscope = \"gitconfig\"\nkey = \"a.b\"\nvalue = \"c\"\n")),
         ("empty rewrite base", format!("{head}[[resource]]\ntype = \"git_url_rewrite\"\nbase = \"\"\ninstead_of = \"https://a/\"\n")),
     ];

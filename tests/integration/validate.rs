@@ -244,3 +244,64 @@ fn var_overrides_are_checked() -> TestResult {
     assert!(sb.tree().is_empty());
     Ok(())
 }
+
+/// `choices`: a value outside them is an error wherever it comes from, and
+/// says where; a default outside them is an error at its line.
+#[test]
+fn variables_with_choices_refuse_other_values() -> TestResult {
+    let sb = Sandbox::new();
+    let pb = sb.playbook(
+        "p.toml",
+        &format!(
+            "{HEAD}[vars]\nvia = {{ value = \"ssh\", choices = [\"ssh\", \"https\"] }}\nn = {{ value = 2, choices = [1, 2] }}\n\
+             [[resource]]\ntype = \"file\"\npath = \"/x\"\ncontent = \"{{{{via}}}} {{{{n}}}}\"\n"
+        ),
+    );
+    let pb = pb.to_str().ok_or("path")?;
+    sb.fixer(&["validate", pb, "--var", "via=https", "--var", "n=1"])
+        .assert()
+        .success();
+    sb.fixer(&["validate", pb, "--var", "via=shh"])
+        .assert()
+        .code(1)
+        .stderr(contains(
+            "--var via: `shh` is not one of the choices: ssh, https",
+        ));
+    sb.fixer(&["validate", pb, "--var", "n=3"])
+        .assert()
+        .code(1)
+        .stderr(contains("--var n: `3` is not one of the choices: 1, 2"));
+    let vars = sb.playbook("vars.toml", "via = \"ftp\"\n");
+    sb.fixer(&["validate", pb, "--vars", vars.to_str().ok_or("path")?])
+        .assert()
+        .code(1)
+        .stderr(contains(
+            "vars.toml:1:1: field `via`: `ftp` is not one of the choices: ssh, https",
+        ));
+
+    for (text, expected) in [
+        (
+            "v = { value = \"x\", choices = [\"a\", \"b\"] }\n",
+            "p2.toml:5:15: field `vars.v.value`: `x` is not one of the choices: a, b",
+        ),
+        (
+            "v = { value = \"a\", choices = [] }\n",
+            "field `vars.v.choices`: `choices` is a non-empty array of the values allowed",
+        ),
+        (
+            "v = { value = \"a\", choices = \"a\" }\n",
+            "field `vars.v.choices`: `choices` is a non-empty array of the values allowed",
+        ),
+        (
+            "v = { value = \"a\", choices = [\"a\", [1]] }\n",
+            "field `vars.v.choices`: each choice is a string, number or boolean",
+        ),
+    ] {
+        let bad = sb.playbook("p2.toml", &format!("{HEAD}\n[vars]\n{text}"));
+        sb.fixer(&["validate", bad.to_str().ok_or("path")?])
+            .assert()
+            .code(1)
+            .stderr(contains(expected));
+    }
+    Ok(())
+}
