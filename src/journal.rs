@@ -441,10 +441,8 @@ impl<'h> Store<'h> {
     /// recorded nothing to compare (interrupted, or from an older fixer).
     pub fn changed_since(&self, id: &str) -> Result<Vec<String>, Error> {
         let path = Self::run_dir(id).join("after.json");
-        let bytes = match self.host.read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::host(self.host, e)),
+        let Some(bytes) = self.read_if_there(&path)? else {
+            return Ok(Vec::new());
         };
         let after: std::collections::BTreeMap<PathBuf, Seen> = serde_json::from_slice(&bytes)
             .map_err(|e| Error::Journal {
@@ -467,12 +465,19 @@ impl<'h> Store<'h> {
         Ok(changes)
     }
 
+    /// A file of a run folder, or `None` when the run never wrote it.
+    fn read_if_there(&self, path: &Path) -> Result<Option<Vec<u8>>, Error> {
+        match self.host.read(path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::host(self.host, e)),
+        }
+    }
+
     pub fn entries(&self, id: &str) -> Result<Vec<Entry>, Error> {
         let path = Self::run_dir(id).join("journal.jsonl");
-        let bytes = match self.host.read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::host(self.host, e)),
+        let Some(bytes) = self.read_if_there(&path)? else {
+            return Ok(Vec::new());
         };
         // A kill during an append leaves a torn last line without its
         // newline; the change it announced was never started, so it is
