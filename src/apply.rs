@@ -89,13 +89,6 @@ pub fn apply_with(
     let masker = playbook.masker();
     let cx = plan::context(host, true)?;
     plan::prefetch(playbook, host, &cx)?;
-    let mut journal = store.begin(&playbook.name)?;
-    if let Some(timeout) = opts.confirm_timeout {
-        journal.arm_before_change(timeout);
-    }
-    let mut summary = Summary::default();
-    let mut notified: Vec<&str> = Vec::new();
-
     let cancelled = || {
         if opts
             .cancel
@@ -106,12 +99,21 @@ pub fn apply_with(
             Ok(())
         }
     };
+    // Interrupted before anything changed: no run to record at all.
+    cancelled()?;
+    let mut journal = store.begin(&playbook.name)?;
+    if let Some(timeout) = opts.confirm_timeout {
+        journal.arm_before_change(timeout);
+    }
+    let mut summary = Summary::default();
+    let mut notified: Vec<&str> = Vec::new();
+
     let mut work = || -> Result<(), Error> {
         // Changes first, then the handlers they notified, then the checks
         // (probes), which must see the host as the whole run leaves it.
         for d in playbook.resources.iter().filter(|d| !d.resource.is_check()) {
             cancelled()?;
-            let change = apply_one(host, &mut journal, d, &cx, &masker, false)?;
+            let change = apply_one(host, &mut journal, d, &cx, &masker, false, &cancelled)?;
             summary.count(change.action());
             if change.action() != Action::Unchanged {
                 notified.extend(d.notify.iter().map(String::as_str));
@@ -124,12 +126,12 @@ pub fn apply_with(
             .filter(|h| notified.contains(&h.id.as_str()))
         {
             cancelled()?;
-            let change = apply_one(host, &mut journal, h, &cx, &masker, true)?;
+            let change = apply_one(host, &mut journal, h, &cx, &masker, true, &cancelled)?;
             on_event(Event::Handler(&change));
         }
         for d in playbook.resources.iter().filter(|d| d.resource.is_check()) {
             cancelled()?;
-            let change = apply_one(host, &mut journal, d, &cx, &masker, false)?;
+            let change = apply_one(host, &mut journal, d, &cx, &masker, false, &cancelled)?;
             summary.count(change.action());
             on_event(Event::Resource(&change));
         }
@@ -254,6 +256,7 @@ fn apply_one(
     cx: &crate::resource::Context,
     masker: &Masker,
     handler: bool,
+    cancelled: &dyn Fn() -> Result<(), Error>,
 ) -> Result<Change, Error> {
     let delta = d
         .resource
@@ -262,6 +265,8 @@ fn apply_one(
     // A command's default id is its rendered line: it may hold a secret.
     let journal_id = masker.mask(&d.id);
     for op in &delta.ops {
+        // A recursive `permissions` can be 100,000 operations.
+        cancelled()?;
         execute(host, journal, &journal_id, op, masker, handler)
             .map_err(|e| e.in_resource(&d.id))?;
     }

@@ -82,6 +82,9 @@ pub enum Action {
 pub struct Delta {
     pub ops: Vec<Op>,
     pub notes: Vec<String>,
+    /// What the user must see even with `-q`: a probe failing with
+    /// `on_fail = "warn"`, netplan's deprecation warnings.
+    pub warnings: Vec<String>,
 }
 
 impl Delta {
@@ -89,6 +92,7 @@ impl Delta {
         Delta {
             ops,
             notes: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 

@@ -387,31 +387,52 @@ impl<'h> Store<'h> {
             pending: None,
             arm_before_change: None,
             touched: Vec::new(),
+            touched_at: std::collections::HashMap::new(),
         })
     }
 
     /// Remove the runs `policy` lets go, with their backups (a cleared Go
     /// cache can be gigabytes), and the half-made folders of runs killed
     /// while starting. Never a run that may still need undoing: running or
-    /// interrupted, or with a rollback left incomplete. Takes the lock.
+    /// interrupted, with a rollback left incomplete, or still armed for the
+    /// host to restore by itself. Takes the lock.
     pub fn prune(&self, policy: &Prune) -> Result<Pruned, Error> {
         let _lock = self.lock()?;
         let now = std::time::SystemTime::now();
         let runs = self.runs()?;
+        let armed: Vec<PathBuf> = runs
+            .iter()
+            .map(|r| Self::run_dir(&r.id).join("armed"))
+            .collect();
+        self.host.prefetch(&armed).on(self.host)?;
         let mut out = Pruned::default();
-        // Newest first: the first `keep` stay whatever their age.
-        for (i, run) in runs.iter().rev().enumerate() {
-            let finished = matches!(
+        // Newest first. `keep` counts runs that can still be rolled back
+        // (runs that changed nothing must not push the last one out); every
+        // run newer than the last of those kept stays too.
+        let newest_first: Vec<(&RunRecord, &PathBuf)> = runs.iter().zip(&armed).rev().collect();
+        let undoable: Vec<usize> = newest_first
+            .iter()
+            .enumerate()
+            .filter(|(_, (r, _))| r.status == Status::Applied && r.changes > 0)
+            .map(|(i, _)| i)
+            .collect();
+        let last_kept = match policy.keep {
+            0 => None,
+            n => undoable.get(n - 1).or(undoable.last()).copied(),
+        };
+        for (i, (run, armed)) in newest_first.into_iter().enumerate() {
+            let settled = matches!(
                 run.status,
                 Status::Applied | Status::Failed | Status::RolledBack
-            );
+            ) && self.host.stat(armed).on(self.host)?.is_none();
+            let within_keep = last_kept.is_some_and(|last| i <= last);
             let old_enough = policy.older_than.is_none_or(|age| {
                 humantime::parse_rfc3339_weak(&run.started)
                     .ok()
                     .and_then(|t| now.duration_since(t).ok())
                     .is_some_and(|elapsed| elapsed >= age)
             });
-            if i < policy.keep || !finished || !old_enough {
+            if within_keep || !settled || !old_enough {
                 out.kept.push(run.id.clone());
             } else {
                 out.pruned.push(run.id.clone());
@@ -633,8 +654,10 @@ impl Seen {
     }
 }
 
-/// Which runs `fixer prune` removes: the finished ones beyond the newest
-/// `keep`, and of those only the ones older than `older_than` when given.
+/// Which runs `fixer prune` removes: the finished ones older than the
+/// `keep`-th newest run that can still be rolled back (or the oldest such
+/// run, when there are fewer; all of them when there is none), and of
+/// those only the ones older than `older_than` when given.
 #[derive(Clone, Debug)]
 pub struct Prune {
     pub keep: usize,
@@ -668,6 +691,7 @@ pub struct Journal<'h> {
     /// Every path a change was journaled for, in order, once each, and
     /// whether rollback replaces it whole (or only restores attributes).
     touched: Vec<(PathBuf, bool)>,
+    touched_at: std::collections::HashMap<PathBuf, usize>,
 }
 
 impl Journal<'_> {
@@ -733,9 +757,14 @@ impl Journal<'_> {
             Undo::Command { .. } | Undo::Rerun { .. } | Undo::Irreversible { .. } => (None, false),
         };
         if let Some(path) = path {
-            match self.touched.iter_mut().find(|(p, _)| p == path) {
-                Some((_, w)) => *w |= whole,
-                None => self.touched.push((path.clone(), whole)),
+            // An index, not a search: a recursive `permissions` over a Go
+            // module cache journals a change per file.
+            match self.touched_at.get(path) {
+                Some(&i) => self.touched[i].1 |= whole,
+                None => {
+                    self.touched_at.insert(path.clone(), self.touched.len());
+                    self.touched.push((path.clone(), whole));
+                }
             }
         }
         self.step += 1;

@@ -189,7 +189,7 @@ fn fingerprint(h: &mut Sha256, change: &Change) {
         h.update(b);
     };
     field(change.id.as_bytes());
-    for note in &change.delta.notes {
+    for note in change.delta.notes.iter().chain(&change.delta.warnings) {
         field(note.as_bytes());
     }
     for op in &change.delta.ops {

@@ -104,26 +104,33 @@ pub fn init(from: &Shipped, dest: &Path) -> Result<Scaffold, Error> {
     // none of it was there before.
     let made = std::cell::RefCell::new(Vec::<PathBuf>::new());
     let write = |path: &Path, bytes: &[u8]| -> Result<(), Error> {
-        if let Some(parent) = path.parent() {
-            let missing: Vec<PathBuf> = parent
-                .ancestors()
-                .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
-                .map(Path::to_path_buf)
-                .collect();
-            std::fs::create_dir_all(parent).map_err(|source| Error::WriteLocal {
-                path: parent.to_path_buf(),
+        let missing: Vec<&Path> = path
+            .ancestors()
+            .skip(1)
+            .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+            .collect();
+        // One level at a time, each recorded once made, so that a failure
+        // half-way still knows what to take back.
+        for dir in missing.into_iter().rev() {
+            std::fs::create_dir(dir).map_err(|source| Error::WriteLocal {
+                path: dir.to_path_buf(),
                 source,
             })?;
-            made.borrow_mut().extend(missing.into_iter().rev());
+            made.borrow_mut().push(dir.to_path_buf());
         }
-        crate::failpoint::check("write")
-            .and_then(|()| std::fs::write(path, bytes))
+        // Recorded before writing: a write that fails (a full disk) may
+        // already have created the file.
+        made.borrow_mut().push(path.to_path_buf());
+        std::fs::File::create(path)
+            .and_then(|mut file| {
+                // Where a full disk fails: the file exists, its bytes do not.
+                crate::failpoint::check("write")?;
+                std::io::Write::write_all(&mut file, bytes)
+            })
             .map_err(|source| Error::WriteLocal {
                 path: path.to_path_buf(),
                 source,
-            })?;
-        made.borrow_mut().push(path.to_path_buf());
-        Ok(())
+            })
     };
     let mut templates = Vec::new();
     let mut contents = Vec::new();
@@ -150,7 +157,8 @@ pub fn init(from: &Shipped, dest: &Path) -> Result<Scaffold, Error> {
         .and_then(|()| write(dest, out.as_bytes()));
     if let Err(e) = written {
         for path in made.borrow().iter().rev() {
-            // Best effort: the error that stopped us is the one to report.
+            // Best effort: the error that stopped us is the one to report;
+            // a file the failed write never created is simply not there.
             let _ = if path.is_dir() {
                 std::fs::remove_dir(path)
             } else {

@@ -130,7 +130,8 @@ enum Command {
     /// Delete old runs and their backups; they can no longer be rolled back.
     /// Never a run that is running, interrupted or half rolled back.
     Prune {
-        /// Always keep this many newest runs.
+        /// Keep this many of the newest runs that can still be rolled back,
+        /// and every run newer than them.
         #[arg(long, default_value_t = 10, value_name = "N")]
         keep: usize,
         /// Only runs started longer ago than this (`30d`, `12h`).
@@ -519,8 +520,8 @@ fn cancel_on_signals(p: &Printer) -> Option<std::sync::Arc<std::sync::atomic::At
     match registered {
         Ok(()) => Some(flag),
         Err(e) => {
-            p.note(&format!(
-                "warning: Ctrl-C will end fixer at once (the run is then rolled back by `fixer rollback`): {e}"
+            p.warn(&format!(
+                "Ctrl-C will end fixer at once (roll the run back with `fixer rollback`): {e}"
             ));
             None
         }

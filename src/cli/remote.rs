@@ -118,6 +118,16 @@ impl Fleet {
     }
 
     fn one(&self, job: &Job<'_>, m: &Member, p: &mut Printer, tick: &dyn Fn(&str)) -> Report {
+        // After Ctrl-C, hosts still waiting for a fork are left alone.
+        if self
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst))
+        {
+            let e = Error::Cancelled;
+            p.error(&e);
+            return Report::failure(Status::Failed, e.to_string());
+        }
         tick("connecting");
         let host = match self.connect(m) {
             Ok(h) => h,
@@ -300,9 +310,10 @@ impl Fleet {
             let out = p.take();
             match self.format {
                 // Quiet: the summary table says how each host went; only a
-                // failure's own words are worth more lines.
+                // failure's or a warning's own words are worth more lines.
                 Format::Text
                     if self.verbosity == Verbosity::Quiet
+                        && out.warnings == 0
                         && matches!(report.status, Status::Ok | Status::Changed) => {}
                 Format::Text => {
                     let rule = format!("== {} ({}) ", m.name, report.status.label());

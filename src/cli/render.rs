@@ -41,6 +41,8 @@ pub struct Printer {
     format: Format,
     color: bool,
     verbosity: Verbosity,
+    /// Warnings printed: a quiet fan-out still shows that host's block.
+    warned: std::cell::Cell<usize>,
     /// When the previous resource finished (or the apply began): `-v`
     /// shows the time each one took.
     since: std::cell::Cell<std::time::Instant>,
@@ -60,6 +62,8 @@ pub struct Printer {
 pub struct Buffered {
     pub text: String,
     pub json: Vec<Value>,
+    /// How many warnings `text` holds.
+    pub warnings: usize,
 }
 
 fn rollback_hint(id: &str, root: Option<&Path>) -> String {
@@ -75,6 +79,7 @@ impl Printer {
             format,
             color,
             verbosity,
+            warned: std::cell::Cell::new(0),
             since: std::cell::Cell::new(std::time::Instant::now()),
             masker: Masker::default(),
             json_resources: Vec::new(),
@@ -108,10 +113,13 @@ impl Printer {
     }
 
     pub fn take(&self) -> Buffered {
-        self.buffer
+        let mut out: Buffered = self
+            .buffer
             .as_ref()
             .map(|b| std::mem::take(&mut *b.borrow_mut()))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        out.warnings = self.warned.replace(0);
+        out
     }
 
     fn hint(&self, id: &str, root: Option<&Path>) -> String {
@@ -267,6 +275,12 @@ impl Printer {
         }
     }
 
+    /// A warning: stderr (or the host's block), at every level.
+    pub fn warn(&self, msg: &str) {
+        self.warned.set(self.warned.get() + 1);
+        self.diag(&format!("warning: {msg}"));
+    }
+
     /// A result of the command, printed at every level.
     pub fn result(&self, msg: &str) {
         match self.format {
@@ -291,8 +305,16 @@ impl Printer {
             return;
         }
         let took = self.since.replace(std::time::Instant::now()).elapsed();
-        let unchanged = c.action() == Action::Unchanged && c.delta.notes.is_empty();
-        if self.quiet() || (unchanged && self.verbosity < Verbosity::Verbose) {
+        if self.quiet() {
+            for w in &c.delta.warnings {
+                self.warn(&format!("{}: {w}", c.id));
+            }
+            return;
+        }
+        let unchanged = c.action() == Action::Unchanged
+            && c.delta.notes.is_empty()
+            && c.delta.warnings.is_empty();
+        if unchanged && self.verbosity < Verbosity::Verbose {
             return;
         }
         let verb = match (c.action(), applied) {
@@ -314,7 +336,7 @@ impl Printer {
             self.action_mark(c.action()),
             self.paint(BOLD, &c.id)
         ));
-        for note in &c.delta.notes {
+        for note in c.delta.notes.iter().chain(&c.delta.warnings) {
             self.out(&format!("    {note}"));
         }
         for op in &c.delta.ops {
@@ -538,7 +560,7 @@ impl Printer {
             "type": c.kind,
             "action": c.action(),
             "operations": c.delta.ops.iter().map(|o| self.op_json(o)).collect::<Vec<_>>(),
-            "notes": c.delta.notes,
+            "notes": c.delta.notes.iter().chain(&c.delta.warnings).collect::<Vec<_>>(),
         })
     }
 
@@ -551,8 +573,8 @@ impl Printer {
 
     pub fn plan_footer(&mut self, o: &PlanOutcome, root: Option<&Path>) {
         for run in &o.interrupted {
-            self.diag(&format!(
-                "warning: run {} ({}) on this target was interrupted before it finished; roll it back with `{}`",
+            self.warn(&format!(
+                "run {} ({}) on this target was interrupted before it finished; roll it back with `{}`",
                 run.id,
                 run.playbook,
                 self.hint(&run.id, root)
@@ -627,7 +649,7 @@ impl Printer {
             })),
             Format::Text => {
                 for n in &report.not_undoable {
-                    self.diag(&format!("warning: {n}"));
+                    self.warn(n);
                 }
                 if report.complete() {
                     self.out(&format!(

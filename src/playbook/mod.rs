@@ -290,6 +290,13 @@ impl Scope<'_> {
         let id = take(&mut table, "id")
             .map(|t| string_field(source, prefix, &t))
             .transpose()?;
+        if let Some(id) = id.as_ref().filter(|id| id.get_ref().is_empty()) {
+            return Err(source.error(
+                &id.span(),
+                Some(format!("{prefix}.id")),
+                "`id` is empty: leave it out for the default, or name the resource",
+            ));
+        }
         let notify = match take(&mut table, "notify") {
             Some((k, v)) => Vec::<Spanned<String>>::deserialize(toml::de::ValueDeserializer::from(
                 v,

@@ -139,10 +139,15 @@ pub(super) fn declare_all(
                 Some(_) => {}
             }
         }
-        for name in decl.vars.keys() {
+        for (name, value) in &decl.vars {
             let problem = match vars.get(name) {
-                None => "is not a variable of this playbook",
-                Some(v) if v.sensitive => "is sensitive: diagnose would print it",
+                None => "is not a variable of this playbook".to_string(),
+                Some(v) if v.sensitive => "is sensitive: diagnose would print it".to_string(),
+                // A value made from captures is only known from a log.
+                Some(v) if !value.contains("{{") => match v.allows(&value.as_str().into()) {
+                    Ok(()) => continue,
+                    Err(why) => format!("= {why}"),
+                },
                 Some(_) => continue,
             };
             return Err(source.error(

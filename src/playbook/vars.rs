@@ -33,14 +33,34 @@ fn text_of(v: &Value) -> String {
 
 impl Var {
     /// `Err(why)` when the value is not one of the declared choices.
+    /// Numbers compare as numbers (`--var n=1` is the choice `1.0`).
     fn check(&self) -> Result<(), String> {
+        self.allows(&self.value)
+    }
+
+    /// Whether `value` may be given to this variable (its `choices`).
+    pub(crate) fn allows(&self, value: &Value) -> Result<(), String> {
         let Some(choices) = &self.choices else {
             return Ok(());
         };
-        let value = text_of(&self.value);
-        if choices.iter().any(|c| text_of(c) == value) {
+        let number = |v: &Value| match v {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        let same = |c: &Value| match (number(c), number(value)) {
+            (Some(a), Some(b)) if matches!(c, Value::Number(_)) => a == b,
+            _ => text_of(c) == text_of(value),
+        };
+        if choices.iter().any(same) {
             return Ok(());
         }
+        // The choices are the playbook's own; the value may be a secret.
+        let value = if self.sensitive {
+            MASK.to_string()
+        } else {
+            text_of(value)
+        };
         let names: Vec<String> = choices.iter().map(text_of).collect();
         Err(format!(
             "`{value}` is not one of the choices: {}",
@@ -407,6 +427,27 @@ mod tests {
             err,
             "inventory variable `via`: `ftp` is not one of the choices: ssh, https"
         );
+    }
+
+    #[test]
+    fn choices_compare_numbers_as_numbers_and_never_print_a_secret() {
+        let var = |value: Value, choices: Value, sensitive: bool| Var {
+            value,
+            sensitive,
+            choices: choices.as_array().cloned(),
+        };
+        let j = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
+        assert!(var(j("\"1\""), j("[1.0, 2.5]"), false).check().is_ok());
+        assert!(var(j("1.0"), j("[1, 2]"), false).check().is_ok());
+        assert!(var(j("\"2.5\""), j("[1.0, 2.5]"), false).check().is_ok());
+        assert!(var(j("3"), j("[1, 2]"), false).check().is_err());
+        // A string choice stays a string: "01" is not "1".
+        assert!(var(j("\"01\""), j("[\"1\"]"), false).check().is_err());
+        let err = var(j("\"hunter2\""), j("[\"a\"]"), true)
+            .check()
+            .err()
+            .unwrap_or_default();
+        assert_eq!(err, format!("`{MASK}` is not one of the choices: a"));
     }
 
     #[test]

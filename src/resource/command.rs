@@ -158,6 +158,7 @@ impl Resource for Command {
             Ok(Delta {
                 ops: Vec::new(),
                 notes: vec![note],
+                warnings: Vec::new(),
             })
         };
         let mut reasons = Vec::new();

@@ -37,6 +37,8 @@ enum State {
 /// (0755) and removed again on rollback.
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+// A present file needs its content (`state` absent means present).
+#[schemars(extend("anyOf" = [{"required": ["content"]}, {"required": ["template"]}, {"required": ["state"]}]))]
 struct Spec {
     /// The file (or directory) on the target.
     path: TargetPath,

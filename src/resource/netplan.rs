@@ -269,7 +269,7 @@ impl Resource for Netplan {
     fn plan(&self, host: &dyn Host, cx: &Context) -> Result<Delta, Error> {
         let path = self.path.resolve(cx);
         let before = read_regular_file(host, &path)?;
-        let notes = self.validate(host, &path)?;
+        let warnings = self.validate(host, &path)?;
         let attrs = Attrs {
             mode: Some(0o600),
             uid: Some(0),
@@ -318,6 +318,10 @@ impl Resource for Netplan {
                 }
             }
         }
-        Ok(Delta { ops, notes })
+        Ok(Delta {
+            ops,
+            notes: Vec::new(),
+            warnings,
+        })
     }
 }

@@ -74,6 +74,7 @@ impl Resource for Permissions {
                 return Ok(Delta {
                     ops: Vec::new(),
                     notes: vec![format!("skipped: {} does not exist", path.display())],
+                    warnings: Vec::new(),
                 })
             }
             None => {

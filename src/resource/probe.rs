@@ -226,19 +226,19 @@ impl Resource for Probe {
     }
 
     fn plan(&self, host: &dyn Host, cx: &Context) -> Result<Delta, Error> {
-        let note = match self.run(host) {
-            Ok(pass) => format!("pass: {pass}"),
+        let mut delta = Delta::ops(Vec::new());
+        match self.run(host) {
+            Ok(pass) => delta.notes.push(format!("pass: {pass}")),
             Err(why) if cx.applying && self.on_fail == OnFail::Fail => {
                 return Err(Error::Conflict(format!("probe failed: {why}")))
             }
-            Err(why) if cx.applying => format!("warn: {why}"),
+            Err(why) if cx.applying => delta.warnings.push(format!("warn: {why}")),
             // Planning: this is the host before the changes, so a failure
             // now is what the playbook is meant to fix.
-            Err(why) => format!("fail (now, before the changes): {why}"),
-        };
-        Ok(Delta {
-            ops: Vec::new(),
-            notes: vec![note],
-        })
+            Err(why) => delta
+                .notes
+                .push(format!("fail (now, before the changes): {why}")),
+        }
+        Ok(delta)
     }
 }

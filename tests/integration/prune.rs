@@ -154,3 +154,39 @@ fn prune_never_deletes_an_interrupted_run() -> TestResult {
     assert_eq!(sb.read("/etc/motd"), "version 4\n");
     Ok(())
 }
+
+/// `--keep` counts runs that can be rolled back: applies that changed
+/// nothing do not push the last real change out.
+#[test]
+fn runs_that_changed_nothing_do_not_count_toward_keep() -> TestResult {
+    let sb = Sandbox::new();
+    let pb = sb.playbook("motd.toml", PLAYBOOK);
+    let pb = pb.to_string_lossy();
+    for _ in 0..4 {
+        sb.fixer(&["apply", &pb, "--var", "n=1"]).assert().success();
+    }
+    let ids = runs(&sb)?;
+    assert_eq!(ids.len(), 4);
+    let out = sb.fixer(&["prune", "--keep", "1"]).output()?;
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    // The first run made the change; the three after it changed nothing
+    // and are newer, so all stay.
+    assert_eq!(runs(&sb)?, ids);
+    sb.fixer(&["rollback"]).assert().success();
+    assert!(!sb.exists("/etc/motd"));
+    // Now nothing can be rolled back: everything goes.
+    sb.fixer(&["prune", "--keep", "1"]).assert().success();
+    assert!(runs(&sb)?.is_empty());
+    Ok(())
+}
+
+/// A remote run inside its confirm window (its `armed` marker still
+/// there) may yet be restored by the host itself: prune leaves it.
+#[test]
+fn prune_keeps_a_run_still_armed_for_self_restore() -> TestResult {
+    let (sb, ids) = four_runs()?;
+    std::fs::write(run_dir(&sb, &ids[0]).join("armed"), "")?;
+    sb.fixer(&["prune", "--keep", "0"]).assert().success();
+    assert_eq!(runs(&sb)?, vec![ids[0].clone()]);
+    Ok(())
+}

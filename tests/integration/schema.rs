@@ -322,6 +322,8 @@ fn schema_and_validate_refuse_the_same_mistakes() -> TestResult {
         ("unknown variable field", format!("{head}[vars]\nv = {{ value = 1, secret = true }}\n")),
         ("variable as an array", format!("{head}[vars]\nv = [1]\n")),
         ("empty choices", format!("{head}[vars]\nv = {{ value = 1, choices = [] }}\n")),
+        ("file without content", format!("{head}[[resource]]\ntype = \"file\"\npath = \"/a\"\n")),
+        ("empty id", format!("{head}[[resource]]\ntype = \"clean\"\nid = \"\"\npaths = [\"/a/b\"]\n")),
         ("git scope relative", format!("{head}[[resource]]\ntype = \"git_config\"\nscope = \"gitconfig\"\nkey = \"a.b\"\nvalue = \"c\"\n")),
         ("empty rewrite base", format!("{head}[[resource]]\ntype = \"git_url_rewrite\"\nbase = \"\"\ninstead_of = \"https://a/\"\n")),
     ];

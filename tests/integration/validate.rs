@@ -296,6 +296,11 @@ fn variables_with_choices_refuse_other_values() -> TestResult {
             "v = { value = \"a\", choices = [\"a\", [1]] }\n",
             "field `vars.v.choices`: each choice is a string, number or boolean",
         ),
+        // diagnose would suggest `--var v=c`, which plan then refuses.
+        (
+            "v = { value = \"a\", choices = [\"a\", \"b\"] }\n[[symptom]]\npattern = \"x\"\nvars = { v = \"c\" }\n",
+            "field `symptom[0].vars.v`: `v` = `c` is not one of the choices: a, b",
+        ),
     ] {
         let bad = sb.playbook("p2.toml", &format!("{HEAD}\n[vars]\n{text}"));
         sb.fixer(&["validate", bad.to_str().ok_or("path")?])

@@ -130,3 +130,31 @@ fn usage_errors_exit_1_even_with_detailed_exitcode() -> TestResult {
     assert!(stdout_of(&out).contains("--quiet"));
     Ok(())
 }
+
+/// `-q` drops detail, never a warning: a probe failing with
+/// `on_fail = "warn"` still says so, on stderr.
+#[test]
+fn quiet_keeps_warnings() -> TestResult {
+    let sb = Sandbox::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    drop(listener); // nothing listens there now
+    let pb = sb.playbook(
+        "warn.toml",
+        &format!(
+            "[playbook]\nname = \"w\"\n[[resource]]\ntype = \"file\"\npath = \"/etc/motd\"\ncontent = \"hi\\n\"\n\
+             [[resource]]\ntype = \"probe\"\nid = \"port\"\ntcp = \"127.0.0.1:{port}\"\ntimeout = 2\non_fail = \"warn\"\n"
+        ),
+    );
+    let out = sb.fixer(&["apply", &pb.to_string_lossy(), "-q"]).output()?;
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(
+        err.starts_with("warning: port: warn: cannot connect to 127.0.0.1:"),
+        "{err}"
+    );
+    let stdout = stdout_of(&out);
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(stdout.starts_with("Apply complete: 1 added"), "{stdout}");
+    Ok(())
+}
