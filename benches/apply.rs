@@ -7,16 +7,13 @@
 //! `cargo bench --bench apply`; `FIXER_BENCH_WRITE_DOCS=1` also writes
 //! docs/benchmarks-apply.md (and reassembles docs/benchmarks.md).
 
-use std::io::Write as _;
-use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
+use common::files::{self, DIRS};
 use common::Result;
-
-const DIRS: usize = 32;
 
 fn main() -> Result<()> {
     // Child mode: run fixer once and report its wall time and peak RSS.
@@ -41,51 +38,12 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn content(i: usize) -> String {
-    format!("line one of file {i}\nsecond line\n")
-}
-
-fn target_path(i: usize) -> String {
-    format!("/data/d{:02}/f{i:05}.txt", i % DIRS)
-}
-
-fn playbook(dir: &Path, n: usize) -> Result<PathBuf> {
-    let mut text = String::from("[playbook]\nname = \"bench\"\n");
-    for i in 0..n {
-        text.push_str(&format!(
-            "\n[[resource]]\ntype = \"file\"\npath = \"{}\"\ncontent = {:?}\nmode = \"0640\"\n",
-            target_path(i),
-            content(i)
-        ));
-    }
-    let p = dir.join(format!("bench-{n}.toml"));
-    std::fs::write(&p, text)?;
-    Ok(p)
-}
-
 /// One fixer run through the child wrapper: (wall, peak RSS KiB).
 fn run_fixer(fixer: &Path, args: &[&str], root: &Path) -> Result<(Duration, u64)> {
     let root = root.to_str().ok_or("root path")?;
     let mut full = args.to_vec();
     full.extend(["--root", root]);
     common::measured(fixer, &full, Path::new("."), &[])
-}
-
-/// The floor: the same files written the cheapest safe way.
-fn floor(root: &Path, n: usize) -> Result<Duration> {
-    let t0 = Instant::now();
-    for i in 0..n {
-        let path = root.join(target_path(i).trim_start_matches('/'));
-        let dir = path.parent().ok_or("no parent")?;
-        std::fs::create_dir_all(dir)?;
-        let tmp = dir.join(format!(".tmp-{i}"));
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(content(i).as_bytes())?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o640))?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-    }
-    Ok(t0.elapsed())
 }
 
 struct Row {
@@ -103,7 +61,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn measure(fixer: &Path, n: usize, repeats: usize) -> Result<Vec<Row>> {
     let work = tempfile::tempdir()?;
-    let pb = playbook(work.path(), n)?;
+    let pb = files::fixer_playbook(work.path(), &format!("bench-{n}.toml"), n)?;
     let pb = pb.to_str().ok_or("path")?;
     let ops: [(&str, &[&str]); 5] = [
         // Loads the playbook and nothing else: the memory baseline.
@@ -123,7 +81,7 @@ fn measure(fixer: &Path, n: usize, repeats: usize) -> Result<Vec<Row>> {
         std::fs::create_dir_all(&root)?;
         std::fs::create_dir_all(&floor_root)?;
         if r % 2 == 1 {
-            floors.push(floor(&floor_root, n)?);
+            floors.push(files::floor(&floor_root, n)?);
         }
         for (k, (_, args)) in ops.iter().enumerate() {
             let mut full: Vec<&str> = args.to_vec();
@@ -133,7 +91,7 @@ fn measure(fixer: &Path, n: usize, repeats: usize) -> Result<Vec<Row>> {
             rss[k] = rss[k].max(kib);
         }
         if r % 2 == 0 {
-            floors.push(floor(&floor_root, n)?);
+            floors.push(files::floor(&floor_root, n)?);
         }
         std::fs::remove_dir_all(&root)?;
         std::fs::remove_dir_all(&floor_root)?;

@@ -11,38 +11,12 @@
 //! docs/benchmarks-compare.md (and reassembles docs/benchmarks.md). Needs
 //! python3 with venv, and PyPI.
 
-use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 mod common;
-use common::{median, ratio, Result};
-
-const DIRS: usize = 32;
-
-fn content(i: usize) -> String {
-    format!("line one of file {i}\nsecond line\n")
-}
-
-fn rel(i: usize) -> String {
-    format!("data/d{:02}/f{i:05}.txt", i % DIRS)
-}
-
-/// fixer: paths inside the playbook are target paths, mapped by --root.
-fn fixer_playbook(dir: &Path, n: usize) -> Result<PathBuf> {
-    let mut text = String::from("[playbook]\nname = \"compare\"\n");
-    for i in 0..n {
-        text.push_str(&format!(
-            "\n[[resource]]\ntype = \"file\"\npath = \"/{}\"\ncontent = {:?}\nmode = \"0640\"\n",
-            rel(i),
-            content(i)
-        ));
-    }
-    let p = dir.join("fixer.toml");
-    std::fs::write(&p, text)?;
-    Ok(p)
-}
+use common::files::{content, rel, DIRS};
+use common::{files, median, ratio, Result};
 
 /// Ansible: the directories, then one `copy` per file (a loop), on the
 /// local connection without fact gathering: its fastest local setup.
@@ -85,23 +59,6 @@ fn pyinfra_deploy(dir: &Path, n: usize) -> Result<PathBuf> {
     let p = dir.join("deploy.py");
     std::fs::write(&p, text)?;
     Ok(p)
-}
-
-/// The floor: the same files written the cheapest safe way, in-process.
-fn floor(root: &Path, n: usize) -> Result<Duration> {
-    let t0 = Instant::now();
-    for i in 0..n {
-        let path = root.join(rel(i));
-        let dir = path.parent().ok_or("no parent")?;
-        std::fs::create_dir_all(dir)?;
-        let tmp = dir.join(format!(".tmp-{i}"));
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(content(i).as_bytes())?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o640))?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-    }
-    Ok(t0.elapsed())
 }
 
 /// Every file is there with its content and mode: a tool that "succeeded"
@@ -150,7 +107,7 @@ fn main() -> Result<()> {
     );
     for (n, rounds) in sizes {
         let work = tempfile::tempdir()?;
-        let fixer_pb = fixer_playbook(work.path(), n)?;
+        let fixer_pb = files::fixer_playbook(work.path(), "fixer.toml", n)?;
         let ansible_pb = ansible_playbook(work.path(), n)?;
         let deploy = pyinfra_deploy(work.path(), n)?;
         let tools = tc.local_tools(fixer_pb, ansible_pb, deploy);
@@ -191,7 +148,7 @@ fn main() -> Result<()> {
                 std::fs::remove_dir_all(&root)?;
             }
             let floor_root = work.path().join(format!("floor-{round}"));
-            floors.push(floor(&floor_root, n)?.as_secs_f64());
+            floors.push(files::floor(&floor_root, n)?.as_secs_f64());
             std::fs::remove_dir_all(&floor_root)?;
         }
         let floor_s = median(floors);

@@ -12,12 +12,13 @@
 //! `cargo bench --bench incident`; `FIXER_BENCH_WRITE_DOCS=1` also writes
 //! docs/benchmarks-incident.md (and reassembles docs/benchmarks.md).
 
-use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
+#[path = "../tests/integration/go_proxy.rs"]
+mod go_proxy;
 use common::{median, ratio, Result};
 
 const GOENV: &str = "home/bench/.config/go/env";
@@ -89,29 +90,6 @@ fn prepare(root: &Path) -> Result<()> {
     )?;
     write(&format!("{APP}/main.go"), MAIN_GO, 0o600)?;
     std::fs::set_permissions(root.join(APP), std::fs::Permissions::from_mode(0o700))?;
-    Ok(())
-}
-
-/// An offline Go module proxy serving example.com/dep v1.0.0.
-fn go_proxy(dir: &Path) -> Result<()> {
-    let module = "example.com/dep";
-    let v = dir.join(module).join("@v");
-    std::fs::create_dir_all(&v)?;
-    std::fs::write(v.join("list"), "v1.0.0\n")?;
-    std::fs::write(
-        v.join("v1.0.0.info"),
-        "{\"Version\":\"v1.0.0\",\"Time\":\"2024-01-01T00:00:00Z\"}",
-    )?;
-    let gomod = format!("module {module}\n\ngo 1.19\n");
-    std::fs::write(v.join("v1.0.0.mod"), &gomod)?;
-    let mut zip = zip::ZipWriter::new(std::fs::File::create(v.join("v1.0.0.zip"))?);
-    let opts =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    zip.start_file(format!("{module}@v1.0.0/go.mod"), opts)?;
-    zip.write_all(gomod.as_bytes())?;
-    zip.start_file(format!("{module}@v1.0.0/dep.go"), opts)?;
-    zip.write_all(b"package dep\n\nfunc Hello() string { return \"hi\" }\n")?;
-    zip.finish()?;
     Ok(())
 }
 
@@ -340,7 +318,16 @@ fn main() -> Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
     let work = tempfile::tempdir()?;
-    go_proxy(&work.path().join("proxy"))?;
+    go_proxy::go_proxy(
+        &work.path().join("proxy"),
+        &[(
+            "example.com/dep",
+            &[(
+                "dep.go",
+                "package dep\n\nfunc Hello() string { return \"hi\" }\n",
+            )],
+        )],
+    )?;
     let proxy = format!("file://{}/proxy", work.path().display());
     let fixer_pb = fixer_playbook(work.path(), &proxy)?;
     let ansible_pb = ansible_playbook(work.path(), &proxy)?;

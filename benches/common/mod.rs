@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each bench uses its own subset
 
+pub mod files;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

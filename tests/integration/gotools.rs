@@ -2,12 +2,12 @@
 //! `sh`, `git config`, `git ls-remote`, `go mod tidy` against an offline
 //! file proxy built here.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use predicates::str::contains;
 
+pub use crate::go_proxy::go_proxy;
 use crate::support::{stderr_of, stdout_of, Sandbox, TestResult};
 
 /// The real tool, or a failing test naming the package (tests/run-all.sh
@@ -31,35 +31,6 @@ fn run_ok(cmd: &mut Command) -> Result<String, Box<dyn std::error::Error>> {
         return Err(format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr)).into());
     }
     Ok(String::from_utf8(out.stdout)?)
-}
-
-/// A file-based Go module proxy with one version of each module.
-pub fn go_proxy(dir: &Path, modules: &[(&str, &[(&str, &str)])]) -> TestResult {
-    for (module, files) in modules {
-        // A proxy spells paths as the module cache does (`!` + lower case).
-        let v = dir
-            .join(fixer::playbook::template::go_escape_path(module))
-            .join("@v");
-        std::fs::create_dir_all(&v)?;
-        std::fs::write(v.join("list"), "v1.0.0\n")?;
-        std::fs::write(
-            v.join("v1.0.0.info"),
-            "{\"Version\":\"v1.0.0\",\"Time\":\"2024-01-01T00:00:00Z\"}",
-        )?;
-        let gomod = format!("module {module}\n\ngo 1.19\n");
-        std::fs::write(v.join("v1.0.0.mod"), &gomod)?;
-        let mut zip = zip::ZipWriter::new(std::fs::File::create(v.join("v1.0.0.zip"))?);
-        let opts = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Stored);
-        zip.start_file(format!("{module}@v1.0.0/go.mod"), opts)?;
-        zip.write_all(gomod.as_bytes())?;
-        for (name, body) in *files {
-            zip.start_file(format!("{module}@v1.0.0/{name}"), opts)?;
-            zip.write_all(body.as_bytes())?;
-        }
-        zip.finish()?;
-    }
-    Ok(())
 }
 
 /// Environment that keeps go offline and inside the sandbox.
@@ -423,60 +394,38 @@ fn git_config_values_with_special_characters_are_read_back_by_git() -> TestResul
     Ok(())
 }
 
-/// Found by fuzzing: a key written without a value (`[http] sslVerify`,
-/// boolean true) made git2 panic, and libgit2 crash (SIGSEGV) when editing
-/// the key. Such a key is refused, naming file and key; nothing changes.
+/// Found by fuzzing, two layouts libgit2 cannot edit safely:
+/// - a key written without a value (`[http] sslVerify`, boolean true) made
+///   git2 panic, and libgit2 crash (SIGSEGV) when editing the key;
+/// - on a key written on its section's header line (`[ecr]o`,
+///   `[core] pager = more`), libgit2's rewrite adds a second entry of
+///   another key, or leaves the old value of the declared key in place.
+///
+/// Every edit is read back; such an edit is refused, naming the file and
+/// the key, and nothing is written.
 #[test]
-fn a_valueless_entry_of_the_key_is_refused_clearly() -> TestResult {
-    let sb = Sandbox::new();
-    let gitconfig = "/home/tester/.gitconfig";
-    sb.file(
-        gitconfig,
-        "[http]\n\tsslVerify\n[url \"ssh://x/\"]\n\tinsteadOf\n",
-    );
-    for (body, key) in [
+fn edits_libgit2_cannot_make_safely_are_refused() -> TestResult {
+    let valueless = "[http]\n\tsslVerify\n[url \"ssh://x/\"]\n\tinsteadOf\n";
+    let pager = "type = \"git_config\"\nkey = \"core.pager\"\nvalue = \"less -R\"\n";
+    for (config, resource, message) in [
         (
+            valueless,
             "type = \"git_config\"\nkey = \"http.sslVerify\"\nvalue = \"false\"\n",
-            "http.sslVerify",
+            "/home/tester/.gitconfig: `http.sslVerify` has an entry without a value",
         ),
         (
+            valueless,
             "type = \"git_url_rewrite\"\nbase = \"ssh://x/\"\ninstead_of = \"https://x/\"\n",
-            "url.ssh://x/.insteadOf",
+            "/home/tester/.gitconfig: `url.ssh://x/.insteadOf` has an entry without a value",
         ),
-    ] {
-        let pb = sb.playbook(
-            "p.toml",
-            &format!("[playbook]\nname = \"c\"\n[[resource]]\n{body}"),
-        );
-        let before = sb.tree();
-        let out = sb.fixer(&["apply", pb.to_str().ok_or("path")?]).output()?;
-        assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
-        let err = stderr_of(&out);
-        assert!(
-            err.contains(&format!(
-                "/home/tester/.gitconfig: `{key}` has an entry without a value"
-            )),
-            "{err}"
-        );
-        assert_eq!(sb.tree(), before);
-    }
-    Ok(())
-}
-
-/// Found by fuzzing: on a key written on its section's header line
-/// (`[ecr]o`, `[core] pager = more`), libgit2's rewrite adds a second entry
-/// of another key, or leaves the old value of the declared key in place.
-/// Every edit is read back, and such an edit is refused, naming the file;
-/// nothing is written.
-#[test]
-fn an_edit_libgit2_would_get_wrong_is_refused() -> TestResult {
-    for (config, message) in [
         (
             "[ecr]o\n\tpager = more\n",
+            pager,
             "/home/tester/.gitconfig: libgit2 would also change entries other than `core.pager`",
         ),
         (
             "[core]\tpager = more\n\tpager = less\n",
+            pager,
             "/home/tester/.gitconfig: libgit2 would leave `core.pager` holding",
         ),
     ] {
@@ -484,12 +433,12 @@ fn an_edit_libgit2_would_get_wrong_is_refused() -> TestResult {
         sb.file("/home/tester/.gitconfig", config);
         let pb = sb.playbook(
             "p.toml",
-            "[playbook]\nname = \"c\"\n[[resource]]\ntype = \"git_config\"\nkey = \"core.pager\"\nvalue = \"less -R\"\n",
+            &format!("[playbook]\nname = \"c\"\n[[resource]]\n{resource}"),
         );
         let before = sb.tree();
         let out = sb.fixer(&["apply", pb.to_str().ok_or("path")?]).output()?;
-        assert_eq!(out.status.code(), Some(1));
         let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(err.contains(message), "{config:?}: {err}");
         assert_eq!(sb.tree(), before);
     }

@@ -7,6 +7,7 @@ mod diagnose;
 mod failures;
 #[cfg(feature = "failpoints")]
 mod faults;
+mod go_proxy;
 mod gotools;
 mod init;
 mod json;
