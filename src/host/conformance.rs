@@ -230,3 +230,125 @@ pub fn run(host: &dyn Host, scratch: &Path) -> Result<(), String> {
     )?;
     Ok(())
 }
+
+/// Makes a symlink on the target for [`symlinks`]: `link` (a target path)
+/// pointing at `to`, owned by `owner` (`None`: whoever makes it). Returns
+/// false when it cannot give the link that owner (not running as root).
+pub type MakeLink<'a> = &'a dyn Fn(&Path, &Path, Option<u32>) -> Result<bool, String>;
+
+/// A uid that is neither root nor anyone fixer acts as in the tests.
+pub const STRANGER: u32 = 4242;
+
+/// How every host treats symlinks (`host/resolve.rs`): a symlink on the
+/// way to a path is followed when root or the acting user owns it, any
+/// other is refused with the same words and changes nothing, and the
+/// final component is never followed. Runs in `scratch`, as [`run`].
+/// Returns whether the stranger's link could be made (as root only).
+pub fn symlinks(host: &dyn Host, scratch: &Path, link: MakeLink<'_>) -> Result<bool, String> {
+    let p = |name: &str| -> PathBuf { scratch.join(name) };
+    io(host.mkdir(&p("real"), 0o755), "mkdir real")?;
+    io(
+        host.write(&p("real/f"), b"inside", Attrs::default()),
+        "write f",
+    )?;
+    let real_mode = io(host.stat(&p("real")), "stat real")?.map(|m| m.mode);
+    link(&p("ours"), &p("real"), None)?;
+    link(&p("flink"), &p("real/f"), None)?;
+
+    // Through a link we own: the path it points to.
+    check(
+        io(host.stat(&p("ours/f")), "stat through our link")?.is_some_and(|m| m.size == 6),
+        "stat follows a trusted symlink on the way",
+    )?;
+    io(
+        host.write(&p("ours/g"), b"g", Attrs::default()),
+        "write through our link",
+    )?;
+    check(
+        io(host.read(&p("real/g")), "read real/g")? == b"g",
+        "write lands where a trusted symlink points",
+    )?;
+    io(host.remove(&p("real/g")), "remove real/g")?;
+
+    // The final component is not followed.
+    check(
+        io(host.stat(&p("ours")), "stat our link")?.is_some_and(|m| m.kind == FileKind::Symlink),
+        "stat does not follow the final symlink",
+    )?;
+    check(
+        host.read(&p("flink")).is_err(),
+        "read refuses a final symlink",
+    )?;
+    check(
+        host.list(&p("ours")).is_err(),
+        "list refuses a final symlink",
+    )?;
+    check(
+        host.append(&p("flink"), b"x").is_err(),
+        "append refuses a final symlink",
+    )?;
+    check(
+        host.chmod(&p("ours"), 0o700).is_err(),
+        "chmod refuses a final symlink",
+    )?;
+    check(
+        io(host.stat(&p("real")), "stat real")?.map(|m| m.mode) == real_mode
+            && io(host.read(&p("real/f")), "read f")? == b"inside",
+        "nothing a final symlink points to changed",
+    )?;
+    io(
+        host.write(&p("flink"), b"replaced", Attrs::default()),
+        "write over a final symlink",
+    )?;
+    check(
+        io(host.stat(&p("flink")), "stat flink")?.is_some_and(|m| m.kind == FileKind::File)
+            && io(host.read(&p("real/f")), "read f")? == b"inside",
+        "write replaces a final symlink instead of writing through it",
+    )?;
+    io(host.remove(&p("ours")), "remove our link")?;
+    check(
+        io(host.stat(&p("real/f")), "stat f")?.is_some(),
+        "remove of a symlink removes the link only",
+    )?;
+
+    // Through a link someone else owns: refused, nothing changed.
+    if !link(&p("theirs"), &p("real"), Some(STRANGER))? {
+        return Ok(false);
+    }
+    let words = format!(
+        "{} is a symlink owned by uid {STRANGER}: fixer follows only symlinks owned by root or \
+         by the user it acts as",
+        p("theirs").display()
+    );
+    let refused = |what: &str, r: Result<(), super::HostError>| -> Result<(), String> {
+        match r {
+            Ok(()) => Err(format!(
+                "host contract violated: {what} through a stranger's symlink succeeded"
+            )),
+            Err(e) if e.to_string().contains(&words) => Ok(()),
+            Err(e) => Err(format!(
+                "host contract violated: {what} through a stranger's symlink: `{e}` does not say `{words}`"
+            )),
+        }
+    };
+    let via = |name: &str| p("theirs").join(name);
+    refused("stat", host.stat(&via("f")).map(drop))?;
+    refused("read", host.read(&via("f")).map(drop))?;
+    refused("list", host.list(&via("f")).map(drop))?;
+    refused("write", host.write(&via("new"), b"x", Attrs::default()))?;
+    refused("append", host.append(&via("f"), b"x"))?;
+    refused("mkdir", host.mkdir(&via("d"), 0o755))?;
+    refused("chmod", host.chmod(&via("f"), 0o600))?;
+    refused("chown", host.chown(&via("f"), Some(0), None))?;
+    refused("remove", host.remove(&via("f")))?;
+    refused("rename from", host.rename(&via("f"), &p("moved")))?;
+    refused("rename to", host.rename(&p("flink"), &via("moved")))?;
+    refused("lock", host.lock(&via("lock")).map(drop))?;
+    check(
+        io(host.list(&p("real")), "list real")? == ["f"]
+            && io(host.read(&p("real/f")), "read f")? == b"inside"
+            && io(host.stat(&p("real/f")), "stat f")?.is_some_and(|m| m.mode != 0o600),
+        "nothing behind a stranger's symlink changed",
+    )?;
+    Ok(true)
+}

@@ -1,15 +1,21 @@
 //! The machine fixer runs on, optionally seen through `--root DIR`.
 
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::errno::Errno;
+use nix::fcntl::{openat, renameat, AtFlags, Flock, FlockArg, OFlag};
+use nix::sys::stat::{fchmodat, fstatat, mkdirat, FchmodatFlags, FileStat, Mode, SFlag};
+use nix::unistd::{fchownat, unlinkat, UnlinkatFlags};
 use wait_timeout::ChildExt as _;
 
+use super::resolve::{kind_of, Resolver};
 use super::{Attrs, Cmd, FileKind, Host, HostError, HostLock, HostResult, Meta, Output, Scratch};
 
 /// The local machine. With a root, every target path `/x` means `root/x`,
@@ -19,6 +25,8 @@ use super::{Attrs, Cmd, FileKind, Host, HostError, HostLock, HostResult, Meta, O
 #[derive(Debug, Clone)]
 pub struct LocalHost {
     root: Option<PathBuf>,
+    /// Who fixer acts as: symlinks this user (or root) owns are followed.
+    uid: u32,
 }
 
 struct LocalLock(#[allow(dead_code)] Flock<File>);
@@ -63,15 +71,52 @@ impl Scratch for LocalScratch {
 
 impl LocalHost {
     pub fn new(root: Option<PathBuf>) -> Self {
-        LocalHost { root }
+        LocalHost {
+            root,
+            uid: nix::unistd::geteuid().as_raw(),
+        }
+    }
+
+    /// Every operation resolves its path through this: inside the root,
+    /// through trusted symlinks only (see [`super::resolve`]).
+    fn resolver(&self) -> Resolver<'_> {
+        Resolver {
+            root: self.root.as_deref().unwrap_or(Path::new("/")),
+            uid: self.uid,
+        }
+    }
+
+    /// The directory holding `path`'s final component, and that name; an
+    /// operation that needs a name refuses a path that has none (`/`).
+    fn parent_of(&self, path: &Path) -> io::Result<(OwnedFd, OsString)> {
+        let found = self.resolver().parent(path)?;
+        match found.name {
+            Some(name) => Ok((found.dir, name)),
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the root directory itself",
+            )),
+        }
     }
 
     pub fn root(&self) -> Option<&Path> {
         self.root.as_deref()
     }
 
-    /// Map a target path to a path on this machine. `..` components are
-    /// resolved lexically and never climb above the root.
+    /// Where a command runs: `cwd` resolved as every other path is, as a
+    /// path on this machine. A missing directory is left for the command
+    /// to report.
+    fn working_dir(&self, cwd: &Path) -> HostResult<PathBuf> {
+        match self.resolver().follow(cwd) {
+            Ok(found) => Ok(self.map(&found.path())),
+            Err(e) if is_missing(&e) => Ok(self.map(cwd)),
+            Err(e) => Err(HostError::new("run in", cwd, e)),
+        }
+    }
+
+    /// Map a target path to a path on this machine, lexically (`..` never
+    /// climbs above the root). Symlinks on the way are the kernel's to
+    /// follow: only for what runs outside this host's own operations.
     pub fn map(&self, path: &Path) -> PathBuf {
         let Some(root) = &self.root else {
             return path.to_path_buf();
@@ -92,10 +137,12 @@ impl LocalHost {
     }
 
     fn lookup_account(&self, file: &str, name: &str) -> HostResult<Option<u32>> {
-        let table = self.root.as_ref().map(|r| r.join("etc").join(file));
-        if let Some(table) = table.filter(|t| t.exists()) {
-            let text = fs::read_to_string(&table).map_err(|e| HostError::new("read", &table, e))?;
-            return Ok(parse_account_table(&text, name));
+        if self.root.is_some() {
+            let table = Path::new("/etc").join(file);
+            if self.stat(&table)?.is_some() {
+                let bytes = self.read(&table)?;
+                return Ok(parse_account_table(&String::from_utf8_lossy(&bytes), name));
+            }
         }
         let found = if file == "passwd" {
             nix::unistd::User::from_name(name).map(|u| u.map(|u| u.uid.as_raw()))
@@ -115,28 +162,74 @@ fn parse_account_table(text: &str, name: &str) -> Option<u32> {
         .and_then(|f| f[2].parse().ok())
 }
 
-fn meta_of(m: &fs::Metadata) -> Meta {
-    let ft = m.file_type();
-    let kind = if ft.is_symlink() {
-        FileKind::Symlink
-    } else if ft.is_dir() {
-        FileKind::Dir
-    } else if ft.is_file() {
-        FileKind::File
-    } else {
-        FileKind::Other
+fn meta_of(st: &FileStat) -> Meta {
+    let kind = match kind_of(st) {
+        SFlag::S_IFLNK => FileKind::Symlink,
+        SFlag::S_IFDIR => FileKind::Dir,
+        SFlag::S_IFREG => FileKind::File,
+        _ => FileKind::Other,
     };
     Meta {
         kind,
-        mode: m.mode() & 0o7777,
-        uid: m.uid(),
-        gid: m.gid(),
-        size: m.size(),
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        size: u64::try_from(st.st_size).unwrap_or(0),
     }
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+/// A missing path, or one below a regular file: "not there" to `stat`.
+fn is_missing(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(nix::libc::ENOTDIR)
+}
+
+/// Opening a final component with O_NOFOLLOW fails with ELOOP on a
+/// symlink; say what that means.
+fn no_follow(e: Errno) -> io::Error {
+    if e == Errno::ELOOP {
+        io::Error::other("it is a symlink, which fixer does not follow here")
+    } else {
+        e.into()
+    }
+}
+
+/// fsync a directory held as an O_PATH descriptor (which cannot be synced).
+fn sync_dir(dir: &OwnedFd) -> io::Result<()> {
+    let fd = openat(
+        dir,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    nix::unistd::fsync(&fd).map_err(io::Error::from)
+}
+
+/// A name for a temporary file beside `name` that no one can guess.
+fn temp_name(name: &OsStr) -> OsString {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    let mut t = OsString::from(".");
+    t.push(name);
+    t.push(format!(".fixer-{:012x}", h.finish() & 0xffff_ffff_ffff));
+    t
+}
+
+/// Removes a temporary file unless it was renamed into place.
+struct TempGuard<'a> {
+    dir: &'a OwnedFd,
+    name: OsString,
+    armed: bool,
+}
+
+impl Drop for TempGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = unlinkat(self.dir, self.name.as_os_str(), UnlinkatFlags::NoRemoveDir);
+        }
+    }
 }
 
 impl Host for LocalHost {
@@ -179,63 +272,104 @@ impl Host for LocalHost {
     }
 
     fn stat(&self, path: &Path) -> HostResult<Option<Meta>> {
-        match fs::symlink_metadata(self.map(path)) {
-            Ok(m) => Ok(Some(meta_of(&m))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            // A file under a regular file ("not a directory") does not exist either.
-            Err(e) if e.raw_os_error() == Some(nix::libc::ENOTDIR) => Ok(None),
-            Err(e) => Err(HostError::new("stat", path, e)),
+        let err = |e| HostError::new("stat", path, e);
+        let found = match self.resolver().parent(path) {
+            Ok(f) => f,
+            Err(e) if is_missing(&e) => return Ok(None),
+            Err(e) => return Err(err(e)),
+        };
+        let st = match &found.name {
+            Some(n) => fstatat(&found.dir, n.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW),
+            None => nix::sys::stat::fstat(&found.dir),
+        };
+        match st.map_err(io::Error::from) {
+            Ok(st) => Ok(Some(meta_of(&st))),
+            Err(e) if is_missing(&e) => Ok(None),
+            Err(e) => Err(err(e)),
         }
     }
 
     fn read(&self, path: &Path) -> HostResult<Vec<u8>> {
-        fs::read(self.map(path)).map_err(|e| HostError::new("read", path, e))
+        let err = |e| HostError::new("read", path, e);
+        let (dir, name) = self.parent_of(path).map_err(err)?;
+        let fd = openat(
+            &dir,
+            name.as_os_str(),
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| err(no_follow(e)))?;
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(&mut File::from(fd), &mut bytes).map_err(err)?;
+        Ok(bytes)
     }
 
     fn list(&self, dir: &Path) -> HostResult<Vec<String>> {
-        let rd = fs::read_dir(self.map(dir)).map_err(|e| HostError::new("list", dir, e))?;
+        let err = |e| HostError::new("list", dir, e);
+        let found = self.resolver().parent(dir).map_err(err)?;
+        let name = found.name.unwrap_or_else(|| OsString::from("."));
+        let mut d = nix::dir::Dir::openat(
+            &found.dir,
+            name.as_os_str(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| err(no_follow(e)))?;
         let mut names = Vec::new();
-        for entry in rd {
-            let entry = entry.map_err(|e| HostError::new("list", dir, e))?;
-            names.push(entry.file_name().to_string_lossy().into_owned());
+        for entry in d.iter() {
+            let entry = entry.map_err(|e| err(e.into()))?;
+            let n = entry.file_name().to_bytes();
+            if n != b"." && n != b".." {
+                names.push(String::from_utf8_lossy(n).into_owned());
+            }
         }
         names.sort();
         Ok(names)
     }
 
     fn write(&self, path: &Path, content: &[u8], attrs: Attrs) -> HostResult<()> {
-        let real = self.map(path);
         let err = |e| HostError::new("write", path, e);
         crate::failpoint::check("write").map_err(err)?;
-        let dir = real.parent().ok_or_else(|| {
-            err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "path has no parent directory",
-            ))
-        })?;
-        let existing = match fs::metadata(&real) {
-            Ok(m) => Some(m),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(err(e)),
+        let (dir, name) = self.parent_of(path).map_err(err)?;
+        // A symlink in the way is replaced, not written through.
+        let existing = match fstatat(&dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) if kind_of(&st) != SFlag::S_IFLNK => Some(st),
+            Ok(_) | Err(Errno::ENOENT) => None,
+            Err(e) => return Err(err(e.into())),
         };
-        let name = real
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}.fixer-"))
-            .tempfile_in(dir)
-            .map_err(err)?;
+        let (tmp_name, fd) = loop {
+            let candidate = temp_name(&name);
+            match openat(
+                &dir,
+                candidate.as_os_str(),
+                OFlag::O_WRONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o600),
+            ) {
+                Ok(fd) => break (candidate, fd),
+                Err(Errno::EEXIST) => continue,
+                Err(e) => return Err(err(e.into())),
+            }
+        };
+        let mut guard = TempGuard {
+            dir: &dir,
+            name: tmp_name,
+            armed: true,
+        };
+        let mut tmp = File::from(fd);
         tmp.write_all(content).map_err(err)?;
         let mode = attrs
             .mode
-            .or(existing.as_ref().map(|m| m.mode() & 0o7777))
+            .or(existing.as_ref().map(|m| m.st_mode & 0o7777))
             .unwrap_or(0o644);
-        let uid = attrs.uid.or(existing.as_ref().map(|m| m.uid()));
-        let gid = attrs.gid.or(existing.as_ref().map(|m| m.gid()));
-        let tmp_meta = tmp.as_file().metadata().map_err(err)?;
+        let uid = attrs.uid.or(existing.as_ref().map(|m| m.st_uid));
+        let gid = attrs.gid.or(existing.as_ref().map(|m| m.st_gid));
+        let tmp_meta = tmp.metadata().map_err(err)?;
         if uid.is_some_and(|u| u != tmp_meta.uid()) || gid.is_some_and(|g| g != tmp_meta.gid()) {
-            std::os::unix::fs::fchown(tmp.as_file(), uid, gid).map_err(|e| {
+            std::os::unix::fs::fchown(&tmp, uid, gid).map_err(|e| {
                 if e.raw_os_error() == Some(nix::libc::EPERM) {
                     err(io::Error::new(
                         io::ErrorKind::PermissionDenied,
@@ -252,70 +386,107 @@ impl Host for LocalHost {
             })?;
         }
         // After chown: chown clears setuid/setgid bits.
-        tmp.as_file()
-            .set_permissions(fs::Permissions::from_mode(mode))
+        tmp.set_permissions(fs::Permissions::from_mode(mode))
             .map_err(err)?;
-        tmp.as_file().sync_all().map_err(err)?;
-        tmp.persist(&real).map_err(|e| err(e.error))?;
-        sync_dir(dir).map_err(err)
+        tmp.sync_all().map_err(err)?;
+        renameat(&dir, guard.name.as_os_str(), &dir, name.as_os_str())
+            .map_err(|e| err(e.into()))?;
+        guard.armed = false;
+        sync_dir(&dir).map_err(err)
     }
 
     fn append(&self, path: &Path, content: &[u8]) -> HostResult<()> {
         let err = |e| HostError::new("append to", path, e);
         crate::failpoint::check("write").map_err(err)?;
-        let mut f = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(self.map(path))
-            .map_err(err)?;
+        let (dir, name) = self.parent_of(path).map_err(err)?;
+        let fd = openat(
+            &dir,
+            name.as_os_str(),
+            OFlag::O_WRONLY
+                | OFlag::O_APPEND
+                | OFlag::O_CREAT
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| err(no_follow(e)))?;
+        let mut f = File::from(fd);
         f.write_all(content).map_err(err)?;
         f.sync_data().map_err(err)
     }
 
     fn mkdir(&self, path: &Path, mode: u32) -> HostResult<()> {
-        let real = self.map(path);
         let err = |e| HostError::new("create directory", path, e);
         crate::failpoint::check("write").map_err(err)?;
-        fs::create_dir(&real).map_err(err)?;
-        // Set explicitly: create_dir is subject to the umask.
-        fs::set_permissions(&real, fs::Permissions::from_mode(mode)).map_err(err)?;
-        if let Some(parent) = real.parent() {
-            sync_dir(parent).map_err(err)?;
-        }
-        Ok(())
+        let (dir, name) = self.parent_of(path).map_err(err)?;
+        let mode = Mode::from_bits_truncate(mode);
+        mkdirat(&dir, name.as_os_str(), mode).map_err(|e| err(e.into()))?;
+        // Set explicitly: mkdir is subject to the umask.
+        fchmodat(&dir, name.as_os_str(), mode, FchmodatFlags::NoFollowSymlink)
+            .map_err(|e| err(e.into()))?;
+        sync_dir(&dir).map_err(err)
     }
 
     fn chmod(&self, path: &Path, mode: u32) -> HostResult<()> {
-        fs::set_permissions(self.map(path), fs::Permissions::from_mode(mode))
-            .map_err(|e| HostError::new("chmod", path, e))
+        let err = |e| HostError::new("chmod", path, e);
+        let (dir, name) = self.parent_of(path).map_err(err)?;
+        fchmodat(
+            &dir,
+            name.as_os_str(),
+            Mode::from_bits_truncate(mode),
+            FchmodatFlags::NoFollowSymlink,
+        )
+        .map_err(|e| match e {
+            // glibc's answer for a symlink: its own mode cannot be set.
+            Errno::EOPNOTSUPP => err(io::Error::other(
+                "it is a symlink, which fixer does not follow here",
+            )),
+            e => err(e.into()),
+        })
     }
 
     fn chown(&self, path: &Path, uid: Option<u32>, gid: Option<u32>) -> HostResult<()> {
-        std::os::unix::fs::lchown(self.map(path), uid, gid)
-            .map_err(|e| HostError::new("chown", path, e))
+        let err = |e| HostError::new("chown", path, e);
+        let found = self.resolver().parent(path).map_err(err)?;
+        let (name, flags) = match &found.name {
+            Some(n) => (n.clone(), AtFlags::AT_SYMLINK_NOFOLLOW),
+            None => (OsString::new(), AtFlags::AT_EMPTY_PATH),
+        };
+        fchownat(
+            &found.dir,
+            name.as_os_str(),
+            uid.map(nix::unistd::Uid::from_raw),
+            gid.map(nix::unistd::Gid::from_raw),
+            flags,
+        )
+        .map_err(|e| err(e.into()))
     }
 
     fn remove(&self, path: &Path) -> HostResult<()> {
-        let real = self.map(path);
-        let is_dir = fs::symlink_metadata(&real)
-            .map(|m| m.is_dir())
-            .map_err(|e| HostError::new("remove", path, e))?;
-        let res = if is_dir {
-            fs::remove_dir(&real)
+        let err = |e| HostError::new("remove", path, e);
+        let (dir, name) = self.parent_of(path).map_err(err)?;
+        let st = fstatat(&dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(|e| err(e.into()))?;
+        let flag = if kind_of(&st) == SFlag::S_IFDIR {
+            UnlinkatFlags::RemoveDir
         } else {
-            fs::remove_file(&real)
+            UnlinkatFlags::NoRemoveDir
         };
-        res.map_err(|e| HostError::new("remove", path, e))
+        unlinkat(&dir, name.as_os_str(), flag).map_err(|e| err(e.into()))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> HostResult<()> {
-        let real_to = self.map(to);
-        fs::rename(self.map(from), &real_to).map_err(|e| HostError::new("move", from, e))?;
-        if let Some(parent) = real_to.parent() {
-            sync_dir(parent).map_err(|e| HostError::new("move", from, e))?;
-        }
-        Ok(())
+        let err = |e| HostError::new("move", from, e);
+        let (from_dir, from_name) = self.parent_of(from).map_err(err)?;
+        let (to_dir, to_name) = self.parent_of(to).map_err(err)?;
+        renameat(
+            &from_dir,
+            from_name.as_os_str(),
+            &to_dir,
+            to_name.as_os_str(),
+        )
+        .map_err(|e| err(e.into()))?;
+        sync_dir(&to_dir).map_err(err)
     }
 
     fn run(&self, cmd: &Cmd) -> HostResult<Output> {
@@ -334,7 +505,7 @@ impl Host for LocalHost {
         }
         match (&cmd.cwd, &self.root) {
             (Some(cwd), _) => {
-                c.current_dir(self.map(cwd));
+                c.current_dir(self.working_dir(cwd)?);
             }
             (None, Some(root)) => {
                 c.current_dir(root);
@@ -455,30 +626,41 @@ impl Host for LocalHost {
 
     fn lock(&self, path: &Path) -> HostResult<Box<dyn HostLock>> {
         let err = |e| HostError::new("lock", path, e);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(self.map(path))
-            .map_err(err)?;
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        let (dir, name) = self.parent_of(path).map_err(err)?;
+        let fd = openat(
+            &dir,
+            name.as_os_str(),
+            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| err(no_follow(e)))?;
+        match Flock::lock(File::from(fd), FlockArg::LockExclusiveNonblock) {
             Ok(lock) => Ok(Box::new(LocalLock(lock))),
             Err((_, errno)) => Err(err(io::Error::from(errno))),
         }
     }
 
     fn lock_held(&self, path: &Path) -> HostResult<bool> {
-        let file = match File::open(self.map(path)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(HostError::new("check lock", path, e)),
+        let err = |e| HostError::new("check lock", path, e);
+        let (dir, name) = match self.parent_of(path) {
+            Ok(found) => found,
+            Err(e) if is_missing(&e) => return Ok(false),
+            Err(e) => return Err(err(e)),
         };
-        match Flock::lock(file, FlockArg::LockSharedNonblock) {
+        let fd = match openat(
+            &dir,
+            name.as_os_str(),
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(false),
+            Err(e) => return Err(err(no_follow(e))),
+        };
+        match Flock::lock(File::from(fd), FlockArg::LockSharedNonblock) {
             Ok(_probe) => Ok(false),
             Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(true),
-            Err((_, errno)) => Err(HostError::new("check lock", path, errno.into())),
+            Err((_, errno)) => Err(err(errno.into())),
         }
     }
 
@@ -505,16 +687,74 @@ mod tests {
         assert_eq!(plain.map(Path::new("/etc/x")), PathBuf::from("/etc/x"));
     }
 
+    /// Makes symlinks for the conformance suite, under `root` (a target
+    /// path `/x` is `root/x`).
+    fn link_maker(root: &Path) -> impl Fn(&Path, &Path, Option<u32>) -> Result<bool, String> + '_ {
+        move |link: &Path, to: &Path, owner: Option<u32>| {
+            let at = root.join(link.strip_prefix("/").unwrap_or(link));
+            std::os::unix::fs::symlink(to, &at).map_err(|e| e.to_string())?;
+            match owner {
+                Some(_) if !nix::unistd::geteuid().is_root() => Ok(false),
+                Some(uid) => std::os::unix::fs::lchown(&at, Some(uid), None)
+                    .map(|()| true)
+                    .map_err(|e| e.to_string()),
+                None => Ok(true),
+            }
+        }
+    }
+
     #[test]
     fn local_host_passes_the_conformance_suite() -> Result<(), String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        std::fs::create_dir(dir.path().join("scratch")).map_err(|e| e.to_string())?;
+        for sub in ["scratch", "links"] {
+            std::fs::create_dir(dir.path().join(sub)).map_err(|e| e.to_string())?;
+        }
         // Rooted: target paths are mapped into the tempdir.
         let rooted = LocalHost::new(Some(dir.path().to_path_buf()));
         crate::host::conformance::run(&rooted, Path::new("/scratch"))?;
+        let full = crate::host::conformance::symlinks(
+            &rooted,
+            Path::new("/links"),
+            &link_maker(dir.path()),
+        )?;
         // Unrooted: target paths are this machine's (here, the tempdir).
         let plain_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        crate::host::conformance::run(&LocalHost::new(None), plain_dir.path())
+        let plain = LocalHost::new(None);
+        crate::host::conformance::run(&plain, plain_dir.path())?;
+        let links = tempfile::tempdir().map_err(|e| e.to_string())?;
+        crate::host::conformance::symlinks(&plain, links.path(), &link_maker(Path::new("/")))?;
+        // CI runs as root, where the stranger's link is always checked.
+        assert!(
+            full || std::env::var_os("CI").is_none(),
+            "under CI the tests run as root"
+        );
+        Ok(())
+    }
+
+    /// A link in a `--root` image pointing at a directory of this machine
+    /// means that path inside the image: nothing outside is touched.
+    #[test]
+    fn links_never_lead_out_of_the_root() -> Result<(), Box<dyn std::error::Error>> {
+        let outside = tempfile::tempdir()?;
+        std::fs::write(outside.path().join("keep"), "outside")?;
+        let dir = tempfile::tempdir()?;
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("out"))?;
+        std::os::unix::fs::symlink("../../../../../..", dir.path().join("up"))?;
+        let host = LocalHost::new(Some(dir.path().to_path_buf()));
+        assert!(host.stat(Path::new("/out/keep"))?.is_none());
+        assert!(host
+            .write(Path::new("/out/new"), b"x", Attrs::default())
+            .is_err());
+        assert!(host.remove(Path::new("/out/keep")).is_err());
+        let up = Path::new("/up").join(outside.path().strip_prefix("/")?);
+        assert!(host.stat(&up.join("keep"))?.is_none());
+        assert!(host.chmod(&up.join("keep"), 0o600).is_err());
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join("keep"))?,
+            "outside"
+        );
+        assert_eq!(std::fs::read_dir(outside.path())?.count(), 1);
+        Ok(())
     }
 
     #[test]

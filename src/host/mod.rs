@@ -9,6 +9,7 @@
 pub mod conformance;
 mod local;
 mod overlay;
+mod resolve;
 pub mod shell;
 mod ssh;
 pub mod ssh_config;

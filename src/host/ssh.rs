@@ -267,6 +267,11 @@ impl Conn {
         }
     }
 
+    /// A fixed script acting on target paths: [`CHASE`] resolves them.
+    fn on_paths(&self, script: &str, args: &[&str], stdin: &[u8]) -> io::Result<Exit> {
+        self.script(&with_chase(script), args, stdin)
+    }
+
     /// Run a fixed script with arguments; fail with the script's message.
     fn script(&self, script: &str, args: &[&str], stdin: &[u8]) -> io::Result<Exit> {
         let exit = self.exec(&script_line(script, args), stdin, None)?;
@@ -310,6 +315,47 @@ impl Cache {
     }
 }
 
+/// Resolving paths as [`super::LocalHost`] does (see `host/resolve.rs`):
+/// `chase PATH` sets `$R` to PATH with every symlink on the way resolved
+/// but the last component, following only symlinks owned by root or by the
+/// user the script runs as; otherwise it sets `$E` to why and fails.
+/// `need PATH` does the same or ends the script with the message. Unlike
+/// the local walk this checks then uses a path (a shell has no openat): a
+/// link swapped in between is followed. Every script below starts with it.
+const CHASE: &str = r#"me=
+chase() {
+  rest=$1 R= n=0
+  while [ -n "$rest" ]; do
+    c=${rest%%/*}
+    case $rest in */*) rest=${rest#*/} ;; *) rest= ;; esac
+    case $c in ''|.) continue ;; ..) R=${R%/*}; continue ;; esac
+    if [ -n "$rest" ] && [ -L "$R/$c" ]; then
+      o=$(stat -c %u -- "$R/$c" 2>&1) || { E=$o; return 1; }
+      [ -n "$me" ] || me=$(id -u)
+      if [ "$o" != 0 ] && [ "$o" != "$me" ]; then
+        E="$R/$c is a symlink owned by uid $o: fixer follows only symlinks owned by root or by the user it acts as"
+        return 1
+      fi
+      n=$((n+1))
+      [ "$n" -le 40 ] || { E="$1: Too many levels of symbolic links"; return 1; }
+      t=$(readlink -- "$R/$c" 2>&1) || { E=$t; return 1; }
+      case $t in /*) R= ;; esac
+      rest=$t/$rest
+    else
+      R=$R/$c
+    fi
+  done
+  [ -n "$R" ] || R=/
+}
+need() { chase "$1" || { printf '%s\n' "$E" >&2; exit 1; }; }
+nolink() { if [ -L "$1" ]; then echo "$1: it is a symlink, which fixer does not follow here" >&2; exit 1; fi; }
+"#;
+
+/// A script with the path helpers ([`CHASE`]) in front.
+fn with_chase(script: &str) -> String {
+    format!("{CHASE}{script}")
+}
+
 /// Files up to this size come back with their metadata when observed.
 const INLINE_LIMIT: u64 = 1 << 20;
 
@@ -317,7 +363,13 @@ const INLINE_LIMIT: u64 = 1 << 20;
 /// entries (with their metadata) of directories. One line per finding;
 /// binary data in base64.
 const OBSERVE: &str = r#"limit=$1; shift; i=0
-for p in "$@"; do
+for q in "$@"; do
+  if ! chase "$q"; then
+    echo "$i E $(printf '%s' "$E" | tr '\n' ' ')"
+    i=$((i+1))
+    continue
+  fi
+  p=$R
   if s=$(stat -c '%f %u %g %s' -- "$p" 2>&1); then
     echo "$i S $s"
     case $s in
@@ -338,15 +390,17 @@ for p in "$@"; do
 done"#;
 
 const WRITE: &str = r#"set -e
-p=$1 mode=$2 uid=$3 gid=$4
-d=$(dirname -- "$p") b=$(basename -- "$p")
+need "$1"; p=$R mode=$2 uid=$3 gid=$4
+d=${p%/*} b=${p##*/}
+[ -n "$d" ] || d=/
 t=$(mktemp "$d/.$b.fixer-XXXXXX")
 trap 'rm -f -- "$t"' EXIT
 cat > "$t"
-if [ -e "$p" ]; then
-  [ "$mode" != - ] || mode=$(stat -L -c %a -- "$p")
-  [ "$uid" != - ] || uid=$(stat -L -c %u -- "$p")
-  [ "$gid" != - ] || gid=$(stat -L -c %g -- "$p")
+# A symlink in the way is replaced, not written through.
+if [ -e "$p" ] && [ ! -L "$p" ]; then
+  [ "$mode" != - ] || mode=$(stat -c %a -- "$p")
+  [ "$uid" != - ] || uid=$(stat -c %u -- "$p")
+  [ "$gid" != - ] || gid=$(stat -c %g -- "$p")
 elif [ "$mode" = - ]; then mode=644; fi
 if [ "$uid" != - ] || [ "$gid" != - ]; then
   own=$(stat -c %u:%g -- "$t")
@@ -363,13 +417,15 @@ sync -- "$d""#;
 /// on; `dd` with a full block reads exactly that many bytes from the pipe.
 const APPEND_ALL: &str = r#"set -e; umask 077
 while [ $# -gt 1 ]; do
-  : >> "$1"
-  if [ "$2" -gt 0 ]; then dd iflag=fullblock bs="$2" count=1 status=none >> "$1"; fi
-  sync -- "$1"
+  need "$1"; nolink "$R"
+  : >> "$R"
+  if [ "$2" -gt 0 ]; then dd iflag=fullblock bs="$2" count=1 status=none >> "$R"; fi
+  sync -- "$R"
   shift 2
 done"#;
 
-const LOCK: &str = r#"umask 077; exec flock -n -E 75 -- "$1" sh -c 'echo locked; exec cat'"#;
+const LOCK: &str = r#"umask 077; need "$1"; nolink "$R"
+exec flock -n -E 75 -- "$R" sh -c 'echo locked; exec cat'"#;
 
 fn kind_of(raw_mode_hex: &str) -> Option<(FileKind, u32)> {
     let raw = u32::from_str_radix(raw_mode_hex, 16).ok()?;
@@ -750,7 +806,7 @@ impl SshHost {
         let mut args: Vec<&str> = vec![&limit];
         args.extend(strs.iter().map(String::as_str));
         let err = |e| HostError::new("observe", &paths[0], e);
-        let exit = self.conn.script(OBSERVE, &args, &[]).map_err(err)?;
+        let exit = self.conn.on_paths(OBSERVE, &args, &[]).map_err(err)?;
         let bad = || {
             err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -1020,7 +1076,7 @@ impl Host for SshHost {
             _ => {
                 let ps = Self::path_str("read", path)?;
                 self.conn
-                    .script(r#"exec cat -- "$1""#, &[ps], &[])
+                    .on_paths(r#"need "$1"; nolink "$R"; exec cat -- "$R""#, &[ps], &[])
                     .map(|e| e.stdout)
                     .map_err(|e| HostError::new("read", path, e))
             }
@@ -1075,7 +1131,7 @@ impl Host for SshHost {
         );
         self.forget(path);
         self.conn
-            .script(WRITE, &[ps, &m, &u, &g], content)
+            .on_paths(WRITE, &[ps, &m, &u, &g], content)
             .map(|_| ())
             .map_err(|e| HostError::new("write", path, e))
     }
@@ -1084,8 +1140,8 @@ impl Host for SshHost {
         let ps = Self::path_str("append to", path)?;
         self.forget(path);
         self.conn
-            .script(
-                r#"set -e; umask 077; cat >> "$1"; sync -- "$1""#,
+            .on_paths(
+                r#"set -e; umask 077; need "$1"; nolink "$R"; cat >> "$R"; sync -- "$R""#,
                 &[ps],
                 content,
             )
@@ -1108,7 +1164,7 @@ impl Host for SshHost {
         }
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         self.conn
-            .script(APPEND_ALL, &refs, &stdin)
+            .on_paths(APPEND_ALL, &refs, &stdin)
             .map(|_| ())
             .map_err(|e| HostError::new("append to", first, e))
     }
@@ -1117,8 +1173,8 @@ impl Host for SshHost {
         let ps = Self::path_str("create directory", path)?;
         self.forget(path);
         self.conn
-            .script(
-                r#"set -e; mkdir -m "$2" -- "$1"; sync -- "$(dirname -- "$1")""#,
+            .on_paths(
+                r#"set -e; need "$1"; mkdir -m "$2" -- "$R"; d=${R%/*}; sync -- "${d:-/}""#,
                 &[ps, &format!("{mode:o}")],
                 &[],
             )
@@ -1130,8 +1186,8 @@ impl Host for SshHost {
         let ps = Self::path_str("chmod", path)?;
         self.forget(path);
         self.conn
-            .script(
-                r#"exec chmod -- "$2" "$1""#,
+            .on_paths(
+                r#"need "$1"; nolink "$R"; exec chmod -- "$2" "$R""#,
                 &[ps, &format!("{mode:o}")],
                 &[],
             )
@@ -1149,7 +1205,11 @@ impl Host for SshHost {
         };
         self.forget(path);
         self.conn
-            .script(r#"exec chown -h -- "$2" "$1""#, &[ps, &owner], &[])
+            .on_paths(
+                r#"need "$1"; exec chown -h -- "$2" "$R""#,
+                &[ps, &owner],
+                &[],
+            )
             .map(|_| ())
             .map_err(|e| HostError::new("chown", path, e))
     }
@@ -1158,8 +1218,8 @@ impl Host for SshHost {
         let ps = Self::path_str("remove", path)?;
         self.forget(path);
         self.conn
-            .script(
-                r#"if [ -d "$1" ] && [ ! -L "$1" ]; then exec rmdir -- "$1"; else exec rm -- "$1"; fi"#,
+            .on_paths(
+                r#"need "$1"; if [ -d "$R" ] && [ ! -L "$R" ]; then exec rmdir -- "$R"; else exec rm -- "$R"; fi"#,
                 &[ps],
                 &[],
             )
@@ -1173,8 +1233,8 @@ impl Host for SshHost {
         self.forget(from);
         self.forget(to);
         self.conn
-            .script(
-                r#"set -e; mv -T -- "$1" "$2"; sync -- "$(dirname -- "$2")""#,
+            .on_paths(
+                r#"set -e; need "$1"; a=$R; need "$2"; mv -T -- "$a" "$R"; d=${R%/*}; sync -- "${d:-/}""#,
                 &[fs, ts],
                 &[],
             )
@@ -1282,7 +1342,7 @@ impl Host for SshHost {
             .session
             .channel_session()
             .map_err(|e| err(ssh_err(e)))?;
-        ch.exec(&self.conn.wrap(&script_line(LOCK, &[ps])))
+        ch.exec(&self.conn.wrap(&script_line(&with_chase(LOCK), &[ps])))
             .map_err(|e| err(ssh_err(e)))?;
         let mut first = [0u8; 7];
         let mut got = 0;
@@ -1321,7 +1381,9 @@ impl Host for SshHost {
             .conn
             .exec(
                 &script_line(
-                    r#"[ -e "$1" ] || exit 0; exec flock -n -s -E 75 -- "$1" true"#,
+                    &with_chase(
+                        r#"need "$1"; [ -e "$R" ] || exit 0; nolink "$R"; exec flock -n -s -E 75 -- "$R" true"#,
+                    ),
                     &[ps],
                 ),
                 &[],

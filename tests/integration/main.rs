@@ -24,6 +24,7 @@ mod schema;
 mod secrets;
 mod sshd;
 mod support;
+mod symlinks;
 mod validate;
 mod verbosity;
 

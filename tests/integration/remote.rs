@@ -31,6 +31,22 @@ fn ssh_host_passes_the_conformance_suite() -> TestResult {
     let ssh = connect(&client, &host)?;
     assert_eq!(ssh.home()?, Path::new("/root"));
     fixer::host::conformance::run(&ssh, Path::new("/srv/conformance"))?;
+    // The same symlink rules as the local host: links made on the host's
+    // own filesystem (its /srv is a directory of this machine).
+    std::fs::create_dir(host.fs("/srv/links"))?;
+    let make = |link: &Path, to: &Path, owner: Option<u32>| -> Result<bool, String> {
+        let at = host.fs(&link.display().to_string());
+        std::os::unix::fs::symlink(to, &at).map_err(|e| e.to_string())?;
+        if let Some(uid) = owner {
+            std::os::unix::fs::lchown(&at, Some(uid), None).map_err(|e| e.to_string())?;
+        }
+        Ok(true)
+    };
+    assert!(fixer::host::conformance::symlinks(
+        &ssh,
+        Path::new("/srv/links"),
+        &make
+    )?);
     Ok(())
 }
 
@@ -998,5 +1014,73 @@ fn remote_usage_errors_are_refused_before_connecting() -> TestResult {
         stdout.contains("SSH handshake with [127.0.0.1]"),
         "{stdout}"
     );
+    Ok(())
+}
+
+/// The remote twin of symlinks.rs: over SSH (as root) a link someone else
+/// planted on the way to a path, or as the state folder, is refused and
+/// nothing changes; a link root made is followed.
+#[test]
+fn remote_clean_refuses_a_strangers_symlink() -> TestResult {
+    let client = Client::new();
+    let host = TestHost::start(&client);
+    client.trust(&host);
+    std::fs::create_dir_all(host.fs("/srv/realgo/pkg/mod/cache"))?;
+    std::fs::write(host.fs("/srv/realgo/pkg/mod/cache/keep"), "mine")?;
+    std::fs::create_dir_all(host.fs("/srv/home/dev"))?;
+    std::os::unix::fs::symlink("/srv/realgo", host.fs("/srv/home/dev/go"))?;
+    std::os::unix::fs::lchown(host.fs("/srv/home/dev/go"), Some(4242), Some(4242))?;
+    let pb = write_playbook(
+        &client,
+        "[playbook]\nname = \"c\"\n[[resource]]\ntype = \"clean\"\npaths = [\"/srv/home/dev/go/pkg/mod/cache\"]\n",
+    );
+    let pb = pb.display().to_string();
+    for command in ["plan", "apply"] {
+        let out = client
+            .fixer(&[command, &pb, "--host", &host.spec()])
+            .output()?;
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{command}: {all}");
+        assert!(
+            all.contains(
+                "/srv/home/dev/go is a symlink owned by uid 4242: fixer follows only symlinks \
+                 owned by root or by the user it acts as"
+            ),
+            "{command}: {all}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(host.fs("/srv/realgo/pkg/mod/cache/keep"))?,
+            "mine"
+        );
+    }
+    // Root's own link is followed: the cache it points to is cleared.
+    std::os::unix::fs::lchown(host.fs("/srv/home/dev/go"), Some(0), Some(0))?;
+    let out = client
+        .fixer(&["apply", &pb, "--host", &host.spec()])
+        .output()?;
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(!host.fs("/srv/realgo/pkg/mod/cache").exists());
+
+    // A state folder planted by someone else: no lock, no journal there.
+    std::fs::create_dir_all(host.fs("/srv/elsewhere"))?;
+    std::fs::remove_dir_all(host.fs("/var/lib/fixer"))?;
+    std::os::unix::fs::symlink("/srv/elsewhere", host.fs("/var/lib/fixer"))?;
+    std::os::unix::fs::lchown(host.fs("/var/lib/fixer"), Some(4242), Some(4242))?;
+    std::fs::write(host.fs("/srv/realgo/again"), "x")?;
+    let pb = write_playbook(
+        &client,
+        "[playbook]\nname = \"c\"\n[[resource]]\ntype = \"clean\"\npaths = [\"/srv/realgo/again\"]\n",
+    );
+    let out = client
+        .fixer(&["apply", &pb.display().to_string(), "--host", &host.spec()])
+        .output()?;
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("/var/lib/fixer is a symlink owned by uid 4242"),
+        "{all}"
+    );
+    assert_eq!(std::fs::read_dir(host.fs("/srv/elsewhere"))?.count(), 0);
+    assert!(host.fs("/srv/realgo/again").exists());
     Ok(())
 }
