@@ -261,6 +261,7 @@ fn apply_one(
     let delta = d
         .resource
         .plan(host, cx)
+        .and_then(|delta| crate::resource::guard(&delta, cx).map(|()| delta))
         .map_err(|e| e.in_resource(&d.id))?;
     // A command's default id is its rendered line: it may hold a secret.
     let journal_id = masker.mask(&d.id);

@@ -70,6 +70,7 @@ fn plan_one(d: &Declared, host: &dyn Host, cx: &Context) -> Result<Change, Error
     let delta = d
         .resource
         .plan(host, cx)
+        .and_then(|delta| crate::resource::guard(&delta, cx).map(|()| delta))
         .map_err(|e| e.in_resource(&d.id))?;
     Ok(Change {
         id: d.id.clone(),

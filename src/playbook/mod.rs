@@ -152,6 +152,7 @@ impl Playbook {
         let handlers = declare_all(&source, &whole, "handler", &dir, &renderer, &[])?;
         let handler_ids: Vec<&str> = handlers.iter().map(|h| h.id.as_str()).collect();
         let resources = declare_all(&source, &whole, "resource", &dir, &renderer, &handler_ids)?;
+        check_claims(&source, &whole, &resources)?;
         check_unique_ids(&source, &whole, &resources, &handlers)?;
 
         Ok(Playbook {
@@ -407,6 +408,45 @@ fn render_value(
             }
         }
         _ => {}
+    }
+    Ok(())
+}
+
+/// Refuse two resources that manage the same thing (the same file's
+/// content, one key, a path's mode): each apply would undo the other and
+/// the playbook would never converge.
+fn check_claims(source: &Source, doc: &DeTable<'_>, resources: &[Declared]) -> Result<(), Error> {
+    let items = array_of_tables(source, doc, "resource")?;
+    let mut seen: Vec<(usize, resource::Claim)> = Vec::new();
+    for (i, r) in resources.iter().enumerate() {
+        let claims = r.resource.claims();
+        for claim in &claims {
+            let Some((first, earlier)) = seen.iter().find(|(_, c)| c.clashes(claim)) else {
+                continue;
+            };
+            let (first, earlier) = (*first, earlier.clone());
+            let span = |j: usize, field: &str| {
+                items.get(j).map_or(0..0, |item| {
+                    item.get_ref()
+                        .as_table()
+                        .and_then(|t| t.iter().find(|(k, _)| k.get_ref() == field))
+                        .map_or(item.span(), |(_, v)| v.span())
+                })
+            };
+            let first_line = source.location(span(first, earlier.field).start, None).line;
+            return Err(source.error(
+                &span(i, claim.field),
+                Some(format!("resource[{i}].{}", claim.field)),
+                format!(
+                    "`{}` and `{}` (line {first_line}) both manage {}: each apply would undo \
+                     the other; keep one of them",
+                    r.id,
+                    resources[first].id,
+                    claim.describe()
+                ),
+            ));
+        }
+        seen.extend(claims.into_iter().map(|c| (i, c)));
     }
     Ok(())
 }

@@ -40,6 +40,28 @@ too (`on_fail = \"{{probe_on_fail}}\"`); the rendered value must be one of
 them.
 ";
 
+const RULES: &str = "\
+- **Paths are taken in normal form**: `/etc/./x`, `/etc//x/` and `/etc/y/../x`
+  are all `/etc/x`; a `..` just below `~` is resolved once the target tells
+  where `~` is. `..` never climbs above `/`.
+- **One thing, one resource.** Two resources managing the same file's content
+  (`file`, `netplan`, the `go.mod`/`go.sum` of `go_mod_tidy`, a `clean` path
+  without wildcards), the same key of a config file (an `env` variable, a
+  `git_config` key however it is capitalised, or a `git_config` key and a
+  `git_url_rewrite` of the same base) or the same path's mode and owner are
+  refused at load: each apply would undo the other and the playbook would
+  never converge. `git_url_rewrite`s of one base add up, so they may be split.
+- **Removals are guarded**, whatever a resource declares (a glob or an empty
+  variable gone wrong: `/home/{{user}}/` with no user is `/home`): fixer
+  refuses to remove `/` or a top-level directory, the home directory or one
+  holding it, and its state folder `/var/lib/fixer` or one holding it, and no
+  resource may change anything inside that folder. The plan already fails,
+  naming the path.
+- **Symlinks** on the way to a path are followed only when root or the user
+  fixer acts as owns them, and under `--root` only inside the root; the final
+  component is never followed ([guide](guide.md#symlinks-on-the-way-to-a-path)).
+";
+
 /// The reference page, in Markdown.
 pub fn markdown() -> String {
     let schema = super::schema::json_schema();
@@ -54,6 +76,7 @@ pub fn markdown() -> String {
     fields(&mut out, &props["symptom"]["items"]);
     let _ = write!(out, "\n## Templates\n\n{TEMPLATES}\n## Value types\n\n");
     value_types(&mut out);
+    let _ = write!(out, "\n## Rules for every resource\n\n{RULES}");
 
     let definitions = schema["definitions"].as_object();
     let kinds: Vec<(&String, &Value)> = definitions

@@ -152,8 +152,9 @@ impl schemars::JsonSchema for Account {
             "title": "name or id",
             "type": ["string", "integer"],
             "minimum": 0,
+            "maximum": 4294967294u32,
             "minLength": 1,
-            "description": "A name (resolved on the target) or a numeric id."
+            "description": "A name (resolved on the target) or a numeric id (4294967295 is not one: chown takes it as \"leave unchanged\")."
         })
     }
 }
@@ -166,10 +167,20 @@ impl<'de> Deserialize<'de> for Account {
             S(String),
             N(u32),
         }
+        let id = |n: u32| {
+            if n == u32::MAX {
+                // (uid_t)-1: chown(2) reads it as "leave unchanged".
+                Err(serde::de::Error::custom(
+                    "4294967295 is not an id: chown takes it as \"leave unchanged\", so it would set nothing",
+                ))
+            } else {
+                Ok(Account::Id(n))
+            }
+        };
         Ok(match Raw::deserialize(d)? {
-            Raw::N(n) => Account::Id(n),
+            Raw::N(n) => id(n)?,
             Raw::S(s) => match s.parse::<u32>() {
-                Ok(n) => Account::Id(n),
+                Ok(n) => id(n)?,
                 Err(_) if s.is_empty() => {
                     return Err(serde::de::Error::custom("user/group name is empty"))
                 }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use toml::de::DeValue;
 use toml::Spanned;
 
-use super::{Build, Context, Kind, Resource, TargetPath};
+use super::{Build, Claim, Context, Kind, Part, Resource, TargetPath};
 use crate::change::{Delta, Op};
 use crate::error::Error;
 use crate::host::{walk, Host, OnHost};
@@ -23,8 +23,10 @@ pub const KIND: Kind = Kind {
 /// Every match is removed with everything beneath it, read-only trees such
 /// as Go's module cache included. Removal moves the tree into the run's
 /// `saved/` area (free on the same filesystem; copied otherwise), so rollback
-/// puts it back. A match with fewer than two components (`/tmp`, `/srv`) or
-/// equal to the home directory is refused.
+/// puts it back. Paths are taken in normal form first (`/srv/app/..` is
+/// `/srv`); then a match with fewer than two components (`/tmp`, `/srv`),
+/// the home directory or one holding it, and fixer's state folder or one
+/// holding it, are refused, as for every removal.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Clean {
@@ -49,6 +51,15 @@ impl Resource for Clean {
         "clean"
     }
 
+    fn claims(&self) -> Vec<Claim> {
+        // A glob's matches are known only on the target.
+        self.paths
+            .iter()
+            .filter(|p| !p.as_str().contains(['*', '?', '[']))
+            .map(|p| Claim::new(p, Part::Content, "paths"))
+            .collect()
+    }
+
     fn subject(&self) -> String {
         self.paths
             .iter()
@@ -67,15 +78,9 @@ impl Resource for Clean {
                     Error::Conflict(format!("{}: {m}", pattern.display()))
                 }
             })?;
+            // What a glob gone wrong may not remove is refused by the
+            // engine (`resource::guard`), for every resource alike.
             for path in matches {
-                // A glob gone wrong must not take a whole system or home with it.
-                if path.components().count() < 3 || path == cx.home {
-                    return Err(Error::Conflict(format!(
-                        "refusing to remove {} (matched by {}): too close to / or the home directory",
-                        path.display(),
-                        pattern.display()
-                    )));
-                }
                 if ops
                     .iter()
                     .any(|o: &Op| o.path().is_some_and(|p| path.starts_with(p)))

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use toml::de::DeValue;
 use toml::Spanned;
 
-use super::{read_regular_file, Build, Context, Kind, Resource, TargetPath};
+use super::{read_regular_file, Build, Claim, Context, Kind, Part, Resource, TargetPath};
 use crate::change::{Delta, Op};
 use crate::error::Error;
 use crate::host::{Attrs, Host, OnHost};
@@ -102,6 +102,11 @@ impl Style {
 
     /// One line setting `key` to `value`, or why the value cannot be written.
     pub(crate) fn line(self, key: &str, value: &str) -> Result<String, String> {
+        if value.contains('\0') {
+            // Shells and pam_env read a NUL as the end of the line, and go
+            // a value with it as not a variable at all.
+            return Err("a NUL byte cannot be represented in an environment file".into());
+        }
         match self {
             Style::Go => {
                 if value.contains(['\n', '\r']) {
@@ -158,9 +163,9 @@ fn is_name(k: &str) -> bool {
 ///
 /// | style | file (default) | line | cannot represent |
 /// |---|---|---|---|
-/// | `go` | where `go env GOENV` points: `$GOENV`, else `$XDG_CONFIG_HOME/go/env`, else `~/.config/go/env` (the environment is fixer's, as for `~`); `GOENV=off` is an error | `KEY=value`, read verbatim by go; keys start with an upper-case letter | newlines |
-/// | `profile` | `/etc/profile.d/fixer.sh` | `export KEY='value'` (single-quoted: any character survives `sh`) | newlines |
-/// | `environment` | `/etc/environment` | `KEY="value"` as pam_env reads it | `"`, `\`, `$`, `` ` ``, newlines (pam_env has no escapes; shells would expand them) |
+/// | `go` | where `go env GOENV` points: `$GOENV`, else `$XDG_CONFIG_HOME/go/env`, else `~/.config/go/env` (the environment is fixer's, as for `~`); `GOENV=off` is an error | `KEY=value`, read verbatim by go; keys start with an upper-case letter | newlines, NUL |
+/// | `profile` | `/etc/profile.d/fixer.sh` | `export KEY='value'` (single-quoted: any other character survives `sh`) | newlines, NUL |
+/// | `environment` | `/etc/environment` | `KEY="value"` as pam_env reads it | `"`, `\`, `$`, `` ` ``, newlines, NUL (pam_env has no escapes; shells would expand them) |
 ///
 /// A value a style cannot represent is an error at `validate` time, naming
 /// the field. An existing file that is not UTF-8 text is refused.
@@ -301,6 +306,18 @@ impl Env {
 impl Resource for Env {
     fn kind(&self) -> &'static str {
         "env"
+    }
+
+    fn claims(&self) -> Vec<Claim> {
+        let (path, field) = match &self.path {
+            Some(p) => (p.as_str().to_string(), "path"),
+            None if self.style == Style::Go => ("go's env file".to_string(), "style"),
+            None => (self.style.default_subject().to_string(), "style"),
+        };
+        self.lines
+            .keys()
+            .map(|k| Claim::named(&path, Part::Key(k.clone()), field))
+            .collect()
     }
 
     fn subject(&self) -> String {

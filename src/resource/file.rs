@@ -6,7 +6,7 @@ use toml::de::DeValue;
 use toml::Spanned;
 
 use super::attributes::{attrs_to_change, resolve_owner, Account, Mode};
-use super::{Build, Context, Kind, Resource, TargetPath};
+use super::{Build, Claim, Context, Kind, Part, Resource, TargetPath};
 use crate::change::{Delta, Op};
 use crate::error::Error;
 use crate::host::{Attrs, FileKind, Host, OnHost};
@@ -137,6 +137,18 @@ impl Resource for File {
 
     fn observes(&self, cx: &Context) -> Vec<std::path::PathBuf> {
         vec![self.path.resolve(cx)]
+    }
+
+    fn claims(&self) -> Vec<Claim> {
+        let mut claims = vec![Claim::new(&self.path, Part::Content, "path")];
+        if self.state == State::Absent
+            || self.mode.is_some()
+            || self.owner.is_some()
+            || self.group.is_some()
+        {
+            claims.push(Claim::new(&self.path, Part::Attrs, "path"));
+        }
+        claims
     }
 
     fn plan(&self, host: &dyn Host, cx: &Context) -> Result<Delta, Error> {

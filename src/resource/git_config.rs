@@ -6,7 +6,7 @@ use toml::de::DeValue;
 use toml::Spanned;
 
 use super::gitconfig::{self, OneOrMany, Scope};
-use super::{Build, Context, Kind, Resource};
+use super::{Build, Claim, Context, Kind, Part, Resource};
 use crate::change::Delta;
 use crate::error::Error;
 use crate::host::Host;
@@ -107,6 +107,14 @@ impl Resource for GitConfig {
 
     fn subject(&self) -> String {
         format!("{}:{}", self.scope.describe(), self.key)
+    }
+
+    fn claims(&self) -> Vec<Claim> {
+        vec![Claim::named(
+            &self.scope.describe(),
+            Part::Key(gitconfig::normal_key(&self.key)),
+            "key",
+        )]
     }
 
     fn observes(&self, cx: &Context) -> Vec<std::path::PathBuf> {

@@ -7,7 +7,7 @@ use toml::de::DeValue;
 use toml::Spanned;
 
 use super::gitconfig::{self, OneOrMany, Scope};
-use super::{Build, Context, Kind, Resource};
+use super::{Build, Claim, Context, Kind, Part, Resource};
 use crate::change::Delta;
 use crate::error::Error;
 use crate::host::Host;
@@ -87,6 +87,16 @@ impl Resource for Rewrite {
 
     fn subject(&self) -> String {
         format!("{}:{}", self.scope.describe(), self.base)
+    }
+
+    fn claims(&self) -> Vec<Claim> {
+        // Adds its values and keeps others: rewrites of one base add up.
+        let key = gitconfig::normal_key(&format!("url.{}.insteadOf", self.base));
+        vec![Claim::named(
+            &self.scope.describe(),
+            Part::AddsTo(key),
+            "base",
+        )]
     }
 
     fn observes(&self, cx: &Context) -> Vec<std::path::PathBuf> {

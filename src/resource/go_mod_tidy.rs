@@ -13,7 +13,9 @@ use serde::Deserialize;
 use toml::de::DeValue;
 use toml::Spanned;
 
-use super::{outcome_text, read_regular_file, Build, Context, Kind, Resource, TargetPath};
+use super::{
+    outcome_text, read_regular_file, Build, Claim, Context, Kind, Part, Resource, TargetPath,
+};
 use crate::change::{Delta, Op};
 use crate::error::Error;
 use crate::host::{Attrs, Cmd, Host, OnHost};
@@ -84,6 +86,16 @@ impl Resource for GoModTidy {
 
     fn subject(&self) -> String {
         self.dir.as_str().to_string()
+    }
+
+    fn claims(&self) -> Vec<Claim> {
+        ["go.mod", "go.sum"]
+            .iter()
+            .map(|f| {
+                let path = format!("{}/{f}", self.dir.as_str().trim_end_matches('/'));
+                Claim::named(&path, Part::Content, "dir")
+            })
+            .collect()
     }
 
     fn observes(&self, cx: &Context) -> Vec<std::path::PathBuf> {

@@ -75,6 +75,76 @@ pub trait Resource: Send + Sync + fmt::Debug {
     fn may_cut_connection(&self) -> bool {
         false
     }
+    /// What it manages, as far as the playbook alone tells: two resources
+    /// claiming the same thing would undo each other on every apply, so
+    /// the loader refuses them ([`Claim::clashes`]).
+    fn claims(&self) -> Vec<Claim> {
+        Vec::new()
+    }
+}
+
+/// One thing a resource manages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The path in normal form (`~/x` as written), or a default location
+    /// by name (`(go env file)`).
+    pub path: String,
+    pub part: Part,
+    /// The field naming it, for the error.
+    pub field: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The whole content (or existence) of the path.
+    Content,
+    /// Its mode and ownership.
+    Attrs,
+    /// One key of a config file, set to exactly the declared value(s).
+    Key(String),
+    /// Values added to a multi-valued key, others kept.
+    AddsTo(String),
+}
+
+impl Claim {
+    pub fn new(path: &TargetPath, part: Part, field: &'static str) -> Self {
+        Claim {
+            path: path.as_str().to_string(),
+            part,
+            field,
+        }
+    }
+
+    /// A claim on a location the playbook names without a path.
+    pub fn named(path: &str, part: Part, field: &'static str) -> Self {
+        Claim {
+            path: path.to_string(),
+            part,
+            field,
+        }
+    }
+
+    /// Whether two resources claiming these could not both hold.
+    pub fn clashes(&self, other: &Claim) -> bool {
+        use Part::*;
+        self.path == other.path
+            && match (&self.part, &other.part) {
+                (Attrs, Attrs) => true,
+                (Attrs, _) | (_, Attrs) => false,
+                (Content, _) | (_, Content) => true,
+                (Key(a), Key(b)) | (Key(a), AddsTo(b)) | (AddsTo(a), Key(b)) => a == b,
+                (AddsTo(_), AddsTo(_)) => false,
+            }
+    }
+
+    /// How the claim reads in an error.
+    pub fn describe(&self) -> String {
+        match &self.part {
+            Part::Content => self.path.clone(),
+            Part::Attrs => format!("the mode and owner of {}", self.path),
+            Part::Key(k) | Part::AddsTo(k) => format!("`{k}` in {}", self.path),
+        }
+    }
 }
 
 pub type Builder = fn(Spanned<DeValue<'_>>, &Build<'_>) -> Result<Box<dyn Resource>, Error>;
@@ -155,6 +225,46 @@ impl Build<'_> {
     }
 }
 
+/// Refuse what no resource may do, whatever its declaration says, before
+/// anything happens: a glob or a variable gone wrong (`/home/{{user}}/`
+/// with an empty user is `/home`) must not remove a whole system, a home
+/// or fixer's own records, and fixer's state folder is fixer's alone.
+/// Checked by the engine for every change of every resource.
+pub fn guard(delta: &Delta, cx: &Context) -> Result<(), Error> {
+    let state = Path::new(crate::journal::STATE_DIR);
+    for op in &delta.ops {
+        let Some(path) = op.path() else { continue };
+        let path = normal(path);
+        let why = if path.starts_with(state) {
+            Some("it is inside fixer's own state folder".to_string())
+        } else if !matches!(op, crate::change::Op::Remove { .. }) {
+            None
+        } else if path.components().count() < 3 {
+            Some("it is too close to /".to_string())
+        } else if cx.home.starts_with(&path) {
+            Some(format!(
+                "it is the home directory {} or holds it",
+                cx.home.display()
+            ))
+        } else if state.starts_with(&path) {
+            Some(format!("it holds fixer's state folder {}", state.display()))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(Error::Conflict(format!(
+                "refusing to {} {}: {why}",
+                match op {
+                    crate::change::Op::Remove { .. } => "remove",
+                    _ => "change",
+                },
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The bytes and attributes of the regular file at `path`; `None` when it
 /// does not exist, an error when something else (a directory, a symlink)
 /// is there. What resources that edit a file read before changing it.
@@ -175,14 +285,33 @@ pub fn read_regular_file(
 }
 
 /// A path on the target as a playbook writes it: absolute, or starting
-/// with `~` (the home of the user fixer acts as on the target).
+/// with `~` (the home of the user fixer acts as on the target). Kept in
+/// normal form (`/etc/./x//` is `/etc/x`, `/a/b/..` is `/a`), so two
+/// spellings of one path are one path, and a removal guard sees the path
+/// that will be removed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TargetPath(String);
+
+/// `path` with `.`, empty and `..` components resolved lexically; `..`
+/// never climbs above `/`.
+pub fn normal(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            std::path::Component::Normal(n) => out.push(n),
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
 
 impl TargetPath {
     pub fn resolve(&self, cx: &Context) -> PathBuf {
         match self.0.strip_prefix('~') {
-            Some(rest) => cx.home.join(rest.trim_start_matches('/')),
+            Some(rest) => normal(&cx.home.join(rest.trim_start_matches('/'))),
             None => PathBuf::from(&self.0),
         }
     }
@@ -192,8 +321,31 @@ impl TargetPath {
     }
 
     pub fn parse(s: &str) -> Result<Self, String> {
-        if s.starts_with('/') || s == "~" || s.starts_with("~/") {
-            Ok(TargetPath(s.to_string()))
+        if s.contains('\0') {
+            return Err("a path cannot hold a NUL byte".into());
+        }
+        if s.starts_with('/') {
+            Ok(TargetPath(
+                normal(Path::new(s)).to_string_lossy().into_owned(),
+            ))
+        } else if s == "~" || s.starts_with("~/") {
+            // `..` just below `~` stays: only the target knows where `~` is.
+            let mut parts: Vec<&str> = Vec::new();
+            for part in s[1..].split('/') {
+                match part {
+                    "" | "." => {}
+                    ".." if parts.last().is_some_and(|p| *p != "..") => {
+                        parts.pop();
+                    }
+                    other => parts.push(other),
+                }
+            }
+            let mut out = String::from("~");
+            for p in parts {
+                out.push('/');
+                out.push_str(p);
+            }
+            Ok(TargetPath(out))
         } else if s.is_empty() {
             Err("path is empty".into())
         } else {

@@ -15,7 +15,7 @@ use serde_yaml_ng::{Mapping, Value};
 use toml::de::DeValue;
 use toml::Spanned;
 
-use super::{read_regular_file, Build, Context, Kind, Resource, TargetPath};
+use super::{read_regular_file, Build, Claim, Context, Kind, Part, Resource, TargetPath};
 use crate::change::{Delta, Op};
 use crate::error::Error;
 use crate::host::{Attrs, Cmd, FileKind, Host, OnHost};
@@ -256,6 +256,14 @@ impl Resource for Netplan {
 
     fn subject(&self) -> String {
         self.path.as_str().to_string()
+    }
+
+    fn claims(&self) -> Vec<Claim> {
+        // The whole file, and its mode (netplan wants 0600).
+        vec![
+            Claim::new(&self.path, Part::Content, "path"),
+            Claim::new(&self.path, Part::Attrs, "path"),
+        ]
     }
 
     fn may_cut_connection(&self) -> bool {

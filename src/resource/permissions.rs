@@ -6,7 +6,7 @@ use toml::de::DeValue;
 use toml::Spanned;
 
 use super::attributes::{attrs_to_change, resolve_owner, Account, Mode};
-use super::{Build, Context, Kind, Resource, TargetPath};
+use super::{Build, Claim, Context, Kind, Part, Resource, TargetPath};
 use crate::change::{Delta, Op};
 use crate::error::Error;
 use crate::host::{walk, FileKind, Host, OnHost};
@@ -59,6 +59,10 @@ impl Resource for Permissions {
 
     fn subject(&self) -> String {
         self.path.as_str().to_string()
+    }
+
+    fn claims(&self) -> Vec<Claim> {
+        vec![Claim::new(&self.path, Part::Attrs, "path")]
     }
 
     fn observes(&self, cx: &Context) -> Vec<std::path::PathBuf> {

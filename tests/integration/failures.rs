@@ -289,3 +289,71 @@ fn home_falls_back_to_the_passwd_entry() -> TestResult {
         .stdout(contains(format!("+++ {}/x", home.display())));
     Ok(())
 }
+
+/// Every removal takes the path in normal form first, then refuses what a
+/// glob or an empty variable gone wrong would take with it (issue 17.4).
+#[test]
+fn removals_are_normalised_then_guarded() -> TestResult {
+    let sb = Sandbox::new();
+    sb.file("/srv/app/data", "x");
+    sb.file("/srv/other/data", "y");
+    sb.file("/home/tester/go/pkg/mod/x", "z");
+    sb.file("/var/lib/fixer/keep", "");
+    let absent = |path: &str| {
+        format!("[[resource]]\ntype = \"file\"\npath = \"{path}\"\nstate = \"absent\"\n")
+    };
+    let clean = |path: &str| format!("[[resource]]\ntype = \"clean\"\npaths = [\"{path}\"]\n");
+    for (body, message) in [
+        // `/home/{{user}}/` with user empty.
+        (
+            absent("/home/{{user}}/"),
+            "refusing to remove /home: it is too close to /",
+        ),
+        (
+            clean("/srv/app/.."),
+            "refusing to remove /srv: it is too close to /",
+        ),
+        (
+            clean("/srv/./app/../../srv"),
+            "refusing to remove /srv: it is too close to /",
+        ),
+        (
+            clean("~/.."),
+            "refusing to remove /home: it is too close to /",
+        ),
+        (
+            absent("~"),
+            "refusing to remove /home/tester: it is the home directory /home/tester or holds it",
+        ),
+        (
+            clean("/home/tester/go/../../tester"),
+            "refusing to remove /home/tester: it is the home directory",
+        ),
+        (
+            clean("/var/lib"),
+            "refusing to remove /var/lib: it holds fixer's state folder /var/lib/fixer",
+        ),
+        (
+            clean("/var/lib/fixer/*"),
+            "refusing to remove /var/lib/fixer/keep: it is inside fixer's own state folder",
+        ),
+        (
+            "[[resource]]\ntype = \"file\"\npath = \"/var/lib/fixer/x\"\ncontent = \"\"\n".into(),
+            "refusing to change /var/lib/fixer/x: it is inside fixer's own state folder",
+        ),
+    ] {
+        let pb = sb.playbook(
+            "g.toml",
+            &format!("[playbook]\nname = \"g\"\n[vars]\nuser = \"\"\n{body}"),
+        );
+        let before = sb.tree();
+        for command in ["plan", "apply"] {
+            sb.fixer(&[command, pb.to_str().ok_or("path")?])
+                .assert()
+                .code(1)
+                .stderr(contains(message));
+            assert_eq!(sb.tree(), before, "{command}: {body}");
+        }
+    }
+    Ok(())
+}

@@ -65,9 +65,60 @@ const CASES: &[(&str, &str, &str)] = &[
         "not a declared [[handler]]",
     ),
     (
-        "[[resource]]\ntype = \"file\"\npath = \"/etc/a\"\ncontent = \"x\"\n[[resource]]\ntype = \"file\"\npath = \"/etc/a\"\ncontent = \"y\"\n",
-        "bad.toml:7:1: field `resource[1].id`",
-        "duplicate resource id `file:/etc/a` (first declared on line 3)",
+        "[[resource]]\nid = \"a\"\ntype = \"file\"\npath = \"/etc/a\"\ncontent = \"x\"\n[[resource]]\nid = \"a\"\ntype = \"file\"\npath = \"/etc/b\"\ncontent = \"y\"\n",
+        "bad.toml:8:1: field `resource[1].id`",
+        "duplicate resource id `a` (first declared on line 3)",
+    ),
+    // Two resources managing one thing never converge (issue 17.8): the
+    // same file under two spellings, ...
+    (
+        "[[resource]]\nid = \"one\"\ntype = \"file\"\npath = \"/etc/x\"\ncontent = \"a\"\n[[resource]]\nid = \"two\"\ntype = \"file\"\npath = \"/etc/./x\"\ncontent = \"b\"\n",
+        "bad.toml:11:8: field `resource[1].path`",
+        "`two` and `one` (line 6) both manage /etc/x: each apply would undo the other; keep one of them",
+    ),
+    // ... a file's content and a netplan file, ...
+    (
+        "[[resource]]\ntype = \"file\"\npath = \"/etc/netplan/01.yaml\"\ncontent = \"network: {version: 2}\\n\"\n[[resource]]\ntype = \"netplan\"\npath = \"/etc/netplan//01.yaml\"\nnetwork = { version = 2 }\n",
+        "bad.toml:9:8: field `resource[1].path`",
+        "`netplan:/etc/netplan/01.yaml` and `file:/etc/netplan/01.yaml` (line 5) both manage /etc/netplan/01.yaml",
+    ),
+    // ... one variable in go's env file, ...
+    (
+        "[[resource]]\ntype = \"env\"\nstyle = \"go\"\nvars = { GOPROXY = \"a\" }\n[[resource]]\nid = \"again\"\ntype = \"env\"\nstyle = \"go\"\nvars = { GOPROXY = \"b\" }\n",
+        "bad.toml:10:9: field `resource[1].style`",
+        "`again` and `env:GOENV` (line 5) both manage `GOPROXY` in go's env file",
+    ),
+    // ... one git key however it is spelled, ...
+    (
+        "[[resource]]\ntype = \"git_config\"\nkey = \"core.editor\"\nvalue = \"vi\"\n[[resource]]\ntype = \"git_config\"\nkey = \"Core.Editor\"\nvalue = \"nano\"\n",
+        "bad.toml:9:7: field `resource[1].key`",
+        "both manage `core.editor` in ~/.gitconfig",
+    ),
+    // ... and one path's mode.
+    (
+        "[[resource]]\ntype = \"file\"\npath = \"/srv/a\"\ncontent = \"\"\nmode = \"0600\"\n[[resource]]\ntype = \"permissions\"\npath = \"/srv/a/\"\nmode = \"0644\"\n",
+        "bad.toml:10:8: field `resource[1].path`",
+        "both manage the mode and owner of /srv/a",
+    ),
+    (
+        "[[resource]]\ntype = \"permissions\"\npath = \"/srv/a\"\nowner = 4294967295\n",
+        "bad.toml:6:9: field `resource[0].owner`",
+        "4294967295 is not an id: chown takes it as \"leave unchanged\"",
+    ),
+    (
+        "[[resource]]\ntype = \"file\"\npath = \"/srv/a\"\ncontent = \"\"\ngroup = \"4294967295\"\n",
+        "bad.toml:7:9: field `resource[0].group`",
+        "4294967295 is not an id",
+    ),
+    (
+        "[[resource]]\ntype = \"env\"\nstyle = \"profile\"\nvars = { A = \"x\\u0000y\" }\n",
+        "bad.toml:6:14: field `resource[0].vars.A`",
+        "value of A: a NUL byte cannot be represented in an environment file",
+    ),
+    (
+        "[[resource]]\ntype = \"file\"\npath = \"/srv/a\\u0000b\"\ncontent = \"\"\n",
+        "bad.toml:5:8: field `resource[0].path`",
+        "a path cannot hold a NUL byte",
     ),
     (
         "[[resource]]\ntype = \"file\"\npath = \"/etc/a\"\ncontent = \"x\"\ntemplate = \"t.hbs\"\n",
