@@ -247,22 +247,28 @@ impl SavedPlan {
         })
     }
 
+    /// Write the plan to `path` as a new 0600 file renamed into place: an
+    /// existing file's mode (0644, say) must not be what a secret gets.
     pub fn write(&self, path: &Path) -> Result<(), Error> {
         use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
         let err = |source| Error::WriteLocal {
             path: path.to_path_buf(),
             source,
         };
         let json = serde_json::to_vec_pretty(self).map_err(|e| err(e.into()))?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        // tempfile creates it 0600, whatever the umask.
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".fixer-plan-")
+            .tempfile_in(dir)
             .map_err(err)?;
-        f.write_all(&json).map_err(err)
+        tmp.write_all(&json).map_err(err)?;
+        tmp.as_file().sync_all().map_err(err)?;
+        tmp.persist(path).map_err(|e| err(e.error))?;
+        Ok(())
     }
 
     /// Read `path` if it is a saved plan; `Ok(None)` if it is something else

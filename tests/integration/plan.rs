@@ -240,6 +240,42 @@ fn saved_plan_applies_and_is_refused_after_drift() -> TestResult {
     Ok(())
 }
 
+/// A saved plan holds every variable, secrets included: written over an
+/// existing 0644 file it must still end up 0600 (issue 17.3), and a
+/// failure to write leaves the old file as it was.
+#[test]
+fn saved_plan_over_an_existing_file_is_private() -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    seed(&sb);
+    let pb = sb.playbook("mixed.toml", MIXED);
+    let plan = sb.base().join("old.plan");
+    std::fs::write(&plan, "stale\n")?;
+    std::fs::set_permissions(&plan, std::fs::Permissions::from_mode(0o644))?;
+    let plan_s = plan.to_str().ok_or("path")?;
+    sb.fixer(&["plan", pb.to_str().ok_or("path")?, "--out", plan_s])
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::metadata(&plan)?.permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(std::fs::read_to_string(&plan)?.contains("hunter2-secret"));
+    sb.fixer(&["apply", plan_s]).assert().success();
+    // Into a folder that does not exist: an error naming it, nothing else.
+    let nowhere = sb.base().join("no/such/dir/x.plan");
+    sb.fixer(&[
+        "plan",
+        pb.to_str().ok_or("path")?,
+        "--out",
+        nowhere.to_str().ok_or("path")?,
+    ])
+    .assert()
+    .code(1)
+    .stderr(contains("no/such/dir"));
+    Ok(())
+}
+
 #[test]
 fn apply_dry_run_is_a_plan() -> TestResult {
     let sb = Sandbox::new();
