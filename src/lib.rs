@@ -9,6 +9,7 @@
 pub mod apply;
 pub mod change;
 pub mod diagnose;
+pub mod diff;
 pub mod error;
 pub mod failpoint;
 #[doc(hidden)]

@@ -280,6 +280,10 @@ const PAGES: &[(&str, &str)] = &[
         "benchmarks-apply.md",
         "FIXER_BENCH_WRITE_DOCS=1 cargo bench --bench apply",
     ),
+    (
+        "benchmarks-diff.md",
+        "FIXER_BENCH_WRITE_DOCS=1 cargo bench --bench diff",
+    ),
     ("benchmarks-fuzz.md", "benches/run.sh (its fuzzing step)"),
 ];
 

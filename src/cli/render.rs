@@ -371,50 +371,25 @@ impl Printer {
     }
 
     fn diff_lines(&self, path: &Path, before: Option<&[u8]>, after: &[u8]) -> Vec<String> {
-        let text = |b: &[u8]| std::str::from_utf8(b).ok().map(|s| self.masker.mask(s));
-        let (Some(old), Some(new)) = (before.map_or(Some(String::new()), text), text(after)) else {
-            return vec![format!(
-                "binary content: {} bytes -> {} bytes",
-                before.map_or(0, <[u8]>::len),
-                after.len()
-            )];
-        };
-        let from = if before.is_some() {
-            path.display().to_string()
-        } else {
-            "/dev/null".to_string()
-        };
-        let diff = similar::TextDiff::from_lines(&old, &new);
-        let unified = diff
-            .unified_diff()
-            .context_radius(3)
-            .header(&from, &path.display().to_string())
-            .to_string();
-        let mut lines: Vec<String> = unified
-            .lines()
-            .map(|l| {
-                let style = if l.starts_with("+++") || l.starts_with("---") {
-                    BOLD
-                } else if l.starts_with('+') {
-                    GREEN
-                } else if l.starts_with('-') {
-                    RED
-                } else if l.starts_with("@@") {
-                    CYAN
-                } else {
-                    ""
+        use fixer::diff::Line;
+        fixer::diff::unified(path, before, after, &self.masker)
+            .into_iter()
+            .map(|line| {
+                let style = match &line {
+                    Line::Header(_) => BOLD,
+                    Line::Added(_) => GREEN,
+                    Line::Removed(_) => RED,
+                    Line::Hunk(_) => CYAN,
+                    Line::Context(_) | Line::Note(_) => "",
                 };
+                let text = line.text();
                 if style.is_empty() {
-                    l.to_string()
+                    text
                 } else {
-                    self.paint(style, l)
+                    self.paint(style, &text)
                 }
             })
-            .collect();
-        if !old.is_empty() && !old.ends_with('\n') || !new.is_empty() && !new.ends_with('\n') {
-            lines.push("\\ No newline at end of file".to_string());
-        }
-        lines
+            .collect()
     }
 
     fn attr_text(before: Option<&Meta>, attrs: &Attrs) -> Option<String> {

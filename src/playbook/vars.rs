@@ -367,8 +367,18 @@ impl Vars {
             .map(|v| text_of(&v.value))
             .filter(|s| !s.is_empty())
             .collect();
+        // A diff is shown line by line: each line of a multi-line secret
+        // (a private key) is a secret of its own there.
+        let lines: Vec<String> = secrets
+            .iter()
+            .filter(|s| s.contains('\n'))
+            .flat_map(|s| s.lines().map(|l| l.trim_end_matches('\r').to_string()))
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        secrets.extend(lines);
         // Longest first, so a secret containing another is masked whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        secrets.dedup();
         Masker { secrets }
     }
 }
@@ -388,6 +398,14 @@ impl Masker {
             }
         }
         out
+    }
+
+    /// Where the first sensitive value in `text` starts (a byte index).
+    pub fn find(&self, text: &str) -> Option<usize> {
+        self.secrets
+            .iter()
+            .filter_map(|s| text.find(s.as_str()))
+            .min()
     }
 
     pub fn is_empty(&self) -> bool {

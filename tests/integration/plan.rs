@@ -3,7 +3,7 @@
 
 use predicates::str::contains;
 
-use crate::support::{stable, stdout_of, Sandbox, TestResult};
+use crate::support::{stable, stderr_of, stdout_of, Sandbox, TestResult};
 
 pub const MIXED: &str = r#"[playbook]
 name = "mixed"
@@ -333,5 +333,43 @@ fn bad_saved_plans_are_refused() -> TestResult {
         .code(1)
         .stderr(contains("the plan was made for --root"));
     assert_eq!(std::fs::read_dir(other.path())?.count(), 0);
+    Ok(())
+}
+
+/// A file above the shown limit is summarised, not diffed: replacing a
+/// 4 MB file with one line took 27 s to plan and printed 600,000 lines
+/// (issue 17.5). How long it takes now is measured in benches/diff.rs.
+#[test]
+fn a_large_file_is_summarised_not_diffed() -> TestResult {
+    let sb = Sandbox::new();
+    let big: String = (1..=600_000).map(|i| format!("{i}\n")).collect();
+    sb.file("/srv/big", &big);
+    let pb = sb.playbook(
+        "big.toml",
+        "[playbook]\nname = \"b\"\n[[resource]]\ntype = \"file\"\npath = \"/srv/big\"\ncontent = \"one\\n\"\n",
+    );
+    let pb = pb.to_str().ok_or("path")?;
+    for args in [
+        &["plan", pb][..],
+        &["plan", pb, "--format", "json"],
+        &["apply", pb],
+    ] {
+        let out = sb.fixer(args).output()?;
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let text = stdout_of(&out);
+        assert!(
+            text.contains(
+                "/srv/big: 3.9 MiB (600000 lines) -> 4 bytes (1 line); the diff is not shown above 1.0 MiB"
+            ),
+            "{args:?}: {}",
+            &text[..text.len().min(2000)]
+        );
+        assert!(
+            text.lines().count() < 40,
+            "{args:?} printed {} lines",
+            text.lines().count()
+        );
+    }
+    assert_eq!(sb.read("/srv/big"), "one\n");
     Ok(())
 }

@@ -133,3 +133,55 @@ fn a_sensitive_value_is_never_printed_nor_kept_in_the_state_folder() -> TestResu
     assert_eq!(sb.read("/token.out"), SECRET);
     Ok(())
 }
+
+/// When a sensitive value replaces another, the old one is a secret too,
+/// though nothing declares it: every diff hides both sides (issue 17.2).
+#[test]
+fn the_value_a_sensitive_one_replaces_is_hidden_too() -> TestResult {
+    let sb = Sandbox::new();
+    let old = ["OLD-env-1111", "OLD-file-2222", "OLD-git-3333"];
+    sb.file(
+        "/etc/profile.d/app.sh",
+        &format!("export PATH_EXTRA='/opt'\nexport APP_TOKEN='{}'\n", old[0]),
+    );
+    sb.file("/etc/app/token", &format!("# app\ntoken={}\n", old[1]));
+    sb.file(
+        "/etc/gitconfig",
+        &format!("[http]\n\textraheader = Authorization: Bearer {}\n", old[2]),
+    );
+    let pb = sb.playbook("secrets.toml", PLAYBOOK);
+    let pb = pb.display().to_string();
+    let var = format!("token={SECRET}");
+    for args in [
+        vec!["plan", &pb, "--var", &var],
+        vec!["plan", &pb, "--var", &var, "--format", "json"],
+        vec!["apply", &pb, "--var", &var, "--dry-run"],
+        vec!["apply", &pb, "--var", &var],
+    ] {
+        let out = sb.command(&args).output()?;
+        let all = format!("{}{}", stdout_of(&out), stderr_of(&out));
+        for secret in old.iter().chain([&SECRET]) {
+            assert!(
+                !all.contains(secret),
+                "`fixer {}` printed {secret}:\n{all}",
+                args.join(" ")
+            );
+        }
+        if args.len() == 4 && args[0] == "plan" {
+            // Still a diff: the changed lines are there, hidden past
+            // where they differ.
+            for line in [
+                "-export APP_TOKEN='********",
+                "+export APP_TOKEN='********'",
+                " export PATH_EXTRA='/opt'",
+                "-token=********",
+                "+token=********",
+                "-\textraheader = Authorization: Bearer ********",
+            ] {
+                assert!(all.contains(line), "no `{line}` in:\n{all}");
+            }
+        }
+    }
+    assert_eq!(sb.read("/etc/app/token"), format!("token={SECRET}\n"));
+    Ok(())
+}
