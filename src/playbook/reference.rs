@@ -30,6 +30,11 @@ splice a value into the shell line. In argv arrays, values are passed as
 they are. Template *files* (`template = \"...\"`) are relative to the
 playbook's directory.
 
+Inline partials (`{{#*inline \"row\"}}...{{/inline}}`, then `{{> row}}`)
+work; one that includes itself, directly or through another, is refused at
+load, naming the template line and the cycle (it would never end), and so is
+a partial named by an expression, which cannot be checked.
+
 One helper is there besides Handlebars' own: `{{go_escape module}}` spells
 a Go module path as the module cache and proxies do on disk, each capital
 letter as `!` and its lower case (`github.com/Azure/x` →

@@ -74,6 +74,9 @@ impl Renderer {
         if !template.contains("{{") {
             return Ok(template.to_string());
         }
+        if let Some(why) = recursive_partial(template) {
+            return Err(why);
+        }
         if shell {
             if let Some((line, column)) = unescaped_expression(template) {
                 return Err(format!(
@@ -126,6 +129,108 @@ fn unescaped_expression(template: &str) -> Option<(usize, usize)> {
         None
     }
     walk(&Template::compile(template).ok()?)
+}
+
+/// Why rendering `template` could recurse without end, if it could: a
+/// partial including itself, directly or through others. Handlebars has
+/// no depth limit, and the stack overflow ends the process. Partials here
+/// are the template's own inline ones (fixer registers none), so their
+/// graph is known before rendering; a partial named by an expression is
+/// refused, as it cannot be checked. `None` also when the template does
+/// not compile (rendering reports that).
+fn recursive_partial(template: &str) -> Option<String> {
+    use handlebars::template::{Parameter, Template, TemplateElement};
+    use std::collections::BTreeMap;
+    /// A partial included, and where (line, column).
+    type Use = (String, (usize, usize));
+    /// Inline partials defined: name -> the partials their bodies include.
+    type Defs = BTreeMap<String, Vec<Use>>;
+    /// The partials `t` includes, and the inline ones it defines.
+    fn walk(t: &Template, uses: &mut Vec<Use>, defs: &mut Defs) -> Result<(), String> {
+        for (i, element) in t.elements.iter().enumerate() {
+            let at = t.mapping.get(i).map_or((1, 1), |m| (m.0, m.1));
+            match element {
+                TemplateElement::PartialExpression(d) | TemplateElement::PartialBlock(d) => {
+                    let Some(name) = d.name.as_name() else {
+                        return Err(format!(
+                            "template line {}, column {}: a partial named by an expression \
+                             cannot be checked for recursion; name it",
+                            at.0, at.1
+                        ));
+                    };
+                    if !name.starts_with('@') {
+                        uses.push((name.to_string(), at));
+                    }
+                    if let Some(body) = &d.template {
+                        walk(body, uses, defs)?;
+                    }
+                }
+                TemplateElement::DecoratorBlock(d) if d.name.as_name() == Some("inline") => {
+                    let name = match d.params.first() {
+                        Some(Parameter::Literal(serde_json::Value::String(n))) => n.clone(),
+                        _ => continue,
+                    };
+                    let mut inner = Vec::new();
+                    if let Some(body) = &d.template {
+                        walk(body, &mut inner, defs)?;
+                    }
+                    defs.entry(name).or_default().extend(inner);
+                }
+                TemplateElement::Expression(h) | TemplateElement::HelperBlock(h) => {
+                    for body in [h.template.as_ref(), h.inverse.as_ref()]
+                        .into_iter()
+                        .flatten()
+                    {
+                        walk(body, uses, defs)?;
+                    }
+                }
+                TemplateElement::DecoratorExpression(d) | TemplateElement::DecoratorBlock(d) => {
+                    if let Some(body) = &d.template {
+                        walk(body, uses, defs)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+    fn cycle(name: &str, defs: &Defs, path: &mut Vec<String>) -> Option<Vec<String>> {
+        if path.iter().any(|p| p == name) {
+            path.push(name.to_string());
+            return Some(path.clone());
+        }
+        path.push(name.to_string());
+        for (next, _) in defs.get(name).into_iter().flatten() {
+            if let Some(found) = cycle(next, defs, path) {
+                return Some(found);
+            }
+        }
+        path.pop();
+        None
+    }
+    let compiled = Template::compile(template).ok()?;
+    let (mut uses, mut defs): (Vec<Use>, Defs) = (Vec::new(), BTreeMap::new());
+    if let Err(why) = walk(&compiled, &mut uses, &mut defs) {
+        return Some(why);
+    }
+    let starts = uses
+        .iter()
+        .chain(defs.values().flatten())
+        .cloned()
+        .collect::<Vec<_>>();
+    for (name, at) in starts {
+        if let Some(found) = cycle(&name, &defs, &mut Vec::new()) {
+            return Some(format!(
+                "template line {}, column {}: partial `{}` includes itself ({}): a recursive \
+                 partial never ends",
+                at.0,
+                at.1,
+                found[found.len() - 1],
+                found.join(" -> ")
+            ));
+        }
+    }
+    None
 }
 
 fn describe(e: &handlebars::RenderError) -> String {
@@ -184,6 +289,38 @@ mod tests {
         assert_eq!(
             r.render("ls {{go_escape m}}", true).as_deref(),
             Ok("ls 'github.com/!azure/go-!auto!rest'")
+        );
+    }
+
+    #[test]
+    fn recursive_partials_are_refused_before_rendering() {
+        let r = Renderer::new(serde_json::json!({"on": true, "items": [1, 2]}));
+        for (t, cycle) in [
+            ("{{#*inline \"p\"}}x{{> p}}{{/inline}}{{> p}}", "p -> p"),
+            (
+                "{{#*inline \"a\"}}{{> b}}{{/inline}}{{#*inline \"b\"}}{{#if on}}{{> a}}{{/if}}{{/inline}}{{> a}}",
+                "a -> b -> a",
+            ),
+            ("{{#*inline \"p\"}}{{#> p}}y{{/p}}{{/inline}}{{> p}}", "p -> p"),
+            // Defined recursively but never used: still refused.
+            ("{{#*inline \"p\"}}{{#each items}}{{> p}}{{/each}}{{/inline}}", "p -> p"),
+        ] {
+            let err = r.render(t, false).err().unwrap_or_default();
+            assert!(err.contains(&format!("includes itself ({cycle})")), "{t}: {err}");
+        }
+        let err = r
+            .render("{{> (lookup this \"x\")}}", false)
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("named by an expression"), "{err}");
+        // Partials that only include others render.
+        assert_eq!(
+            r.render(
+                "{{#*inline \"a\"}}A{{> b}}{{/inline}}{{#*inline \"b\"}}B{{/inline}}{{> a}}{{> b}}",
+                false
+            )
+            .as_deref(),
+            Ok("ABB")
         );
     }
 

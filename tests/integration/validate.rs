@@ -361,3 +361,43 @@ fn variables_with_choices_refuse_other_values() -> TestResult {
     }
     Ok(())
 }
+
+/// A partial including itself used to overflow the stack (rc 134): it is
+/// refused at load, naming the template, its line and the cycle (issue 17.6).
+#[test]
+fn a_recursive_template_partial_is_refused_naming_the_template() -> TestResult {
+    let sb = Sandbox::new();
+    sb.playbook(
+        "templates/loop.hbs",
+        "top\n{{#*inline \"a\"}}{{> b}}{{/inline}}\n{{#*inline \"b\"}}{{#if yes}}{{> a}}{{/if}}{{/inline}}\n{{> a}}\n",
+    );
+    let file = sb.playbook(
+        "file.toml",
+        &format!("{HEAD}[vars]\nyes = true\n[[resource]]\ntype = \"file\"\npath = \"/etc/motd\"\ntemplate = \"templates/loop.hbs\"\n"),
+    );
+    let inline = sb.playbook(
+        "inline.toml",
+        &format!("{HEAD}[[resource]]\ntype = \"file\"\npath = \"/etc/motd\"\ncontent = '{{{{#*inline \"p\"}}}}x{{{{> p}}}}{{{{/inline}}}}{{{{> p}}}}'\n"),
+    );
+    for (pb, at, message) in [
+        (
+            &file,
+            "file.toml:8:12: field `resource[0].template`",
+            "loop.hbs: template line 4, column 1: partial `a` includes itself (a -> b -> a)",
+        ),
+        (
+            &inline,
+            "inline.toml:6:11: field `resource[0].content`",
+            "template line 1, column 36: partial `p` includes itself (p -> p)",
+        ),
+    ] {
+        for cmd in ["validate", "plan", "apply"] {
+            let out = sb.fixer(&[cmd, pb.to_str().ok_or("path")?]).output()?;
+            let err = stderr_of(&out);
+            assert_eq!(out.status.code(), Some(1), "{cmd}: {err}");
+            assert!(err.contains(at) && err.contains(message), "{cmd}: {err}");
+        }
+    }
+    assert!(sb.tree().is_empty());
+    Ok(())
+}
