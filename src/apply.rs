@@ -524,7 +524,7 @@ pub fn rollback(
             // run with nothing to undo must still be closed, or apply would
             // refuse forever); applied runs only if they changed something.
             .find(|r| match r.status {
-                Status::Running | Status::RollbackIncomplete => true,
+                Status::Running | Status::RollbackIncomplete | Status::RollingBack => true,
                 Status::Applied => r.changes > 0,
                 Status::Failed | Status::RolledBack => false,
             })
@@ -555,6 +555,13 @@ pub fn rollback(
         }
     }
     let entries = store.entries(&record.id)?;
+    // Recorded first, so that a rollback killed halfway is resumed by the
+    // next one (undo steps restore states: replaying them is harmless),
+    // instead of leaving an "applied" run whose half-restored paths the
+    // next rollback would take for edits made since.
+    if record.status != Status::RollingBack {
+        store.set_status(&mut record, Status::RollingBack)?;
+    }
     let report = journal::undo(host, &entries);
     let status = if report.complete() {
         Status::RolledBack

@@ -29,6 +29,9 @@ pub enum Status {
     RolledBack,
     /// An undo was attempted and some steps failed; `rollback` retries.
     RollbackIncomplete,
+    /// `fixer rollback` is undoing it — or, when no process holds the
+    /// lock, was killed doing so: the next rollback resumes it.
+    RollingBack,
 }
 
 impl Status {
@@ -40,6 +43,8 @@ impl Status {
             Status::Failed => "failed, rolled back",
             Status::RolledBack => "rolled back",
             Status::RollbackIncomplete => "rollback incomplete",
+            Status::RollingBack if interrupted => "rollback interrupted",
+            Status::RollingBack => "rolling back",
         }
     }
 }
@@ -316,13 +321,13 @@ impl<'h> Store<'h> {
         Ok(unfinished)
     }
 
-    /// Runs recorded as running. Once the caller holds the lock, these are
-    /// exactly the interrupted ones.
+    /// Runs recorded as running, or as being rolled back. Once the caller
+    /// holds the lock, these are exactly the interrupted ones.
     pub fn unfinished(&self) -> Result<Vec<RunRecord>, Error> {
         Ok(self
             .runs()?
             .into_iter()
-            .filter(|r| r.status == Status::Running)
+            .filter(|r| matches!(r.status, Status::Running | Status::RollingBack))
             .collect())
     }
 

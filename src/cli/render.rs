@@ -679,6 +679,7 @@ impl Printer {
         // plus `interrupted`.
         let status_key = |r: &RunRecord| match r.status {
             fixer::journal::Status::Running if !busy => json!("interrupted"),
+            fixer::journal::Status::RollingBack if !busy => json!("rollback_interrupted"),
             s => json!(s),
         };
         match self.format {

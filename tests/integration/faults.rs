@@ -181,6 +181,59 @@ fn sigkill_at_every_write_is_rolled_back_exactly() -> TestResult {
     kill_at_every("write")
 }
 
+/// A rollback killed at any of its writes is resumed by the next one,
+/// which restores the target exactly (issue 17.7). It used to stay
+/// "applied", and the next rollback refused its own half-restored paths as
+/// edits made since the run.
+#[test]
+fn a_rollback_killed_at_every_write_is_resumed_exactly() -> TestResult {
+    let mut n = 1;
+    loop {
+        let s = setup()?;
+        let out = s.sb.command(&["apply", &s.pb]).output()?;
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let rb =
+            s.sb.command(&["rollback"])
+                .env("FIXER_FAILPOINT", format!("write:{n}:kill"))
+                .output()?;
+        if rb.status.success() {
+            break;
+        }
+        assert_eq!(
+            rb.status.signal(),
+            Some(9),
+            "write {n}: expected death by SIGKILL: {}",
+            stderr_of(&rb)
+        );
+        if n > 1 {
+            // Past its first write (the record), the run says what happened.
+            let history = stdout_of(&s.sb.command(&["history"]).output()?);
+            assert!(
+                history.contains("rollback interrupted"),
+                "write {n}: {history}"
+            );
+            // Nothing may be applied on a half-restored target.
+            let again = s.sb.command(&["apply", &s.pb]).output()?;
+            assert_eq!(again.status.code(), Some(1), "write {n}: apply went ahead");
+            assert!(stderr_of(&again).contains("was interrupted"), "write {n}");
+        }
+        let resumed = s.sb.command(&["rollback"]).output()?;
+        assert!(
+            resumed.status.success(),
+            "write {n}: the next rollback did not resume: {}",
+            stderr_of(&resumed)
+        );
+        let diff = differences(&s.before, &s.sb.tree());
+        assert!(diff.is_empty(), "write {n}: target not restored: {diff:#?}");
+        let history = stdout_of(&s.sb.command(&["history"]).output()?);
+        assert!(history.contains("rolled back"), "write {n}: {history}");
+        n += 1;
+    }
+    // The record, then at least one write per restored file.
+    assert!(n > 10, "only {} writes in a rollback", n - 1);
+    Ok(())
+}
+
 fn fail_every_write_with(error: &str, message: &str) -> TestResult {
     let mut n = 1;
     loop {
