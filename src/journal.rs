@@ -113,40 +113,48 @@ impl Undo {
     /// remote host runs on its own (see [`Journal::arm`]). Like the undo
     /// itself, each line restores a state, so running it twice is harmless.
     pub fn shell(&self) -> Option<String> {
-        use crate::host::shell::{command_line, quote, quote_path};
-        let remove_tree = |p: &str| {
-            format!("if [ -e {p} ] || [ -L {p} ]; then [ -L {p} ] || chmod -R u+w -- {p}; rm -rf -- {p}; fi")
+        use crate::host::shell::{command_line, quote_path};
+        // Each path is resolved as every operation resolves it (the
+        // watchdog sources CHASE); one that cannot be is skipped, and
+        // said in the watchdog's log.
+        let resolved = |paths: &[(&str, &Path)], body: String| {
+            let mut line = String::from("E=; ");
+            for (var, p) in paths {
+                line.push_str(&format!("chase {} && {var}=$R && ", quote_path(p)));
+            }
+            line.push_str(&format!(
+                "{{ {body}; }} || echo \"not restored: \"{}\": ${{E:-failed}}\" >&2",
+                quote_path(paths.last().map_or(Path::new(""), |(_, p)| p))
+            ));
+            line
         };
+        const REMOVE_TREE: &str = r#"if [ -e "$p" ] || [ -L "$p" ]; then [ -L "$p" ] || chmod -R u+w -- "$p"; rm -rf -- "$p"; fi"#;
         Some(match self {
-            Undo::Absent { path } => remove_tree(&quote_path(path)),
-            Undo::Restore { path, backup, meta } => {
-                let p = quote_path(path);
-                let tmp = quote(&format!("{}.fixer-restore", path.display()));
+            Undo::Absent { path } => resolved(&[("p", path)], REMOVE_TREE.into()),
+            Undo::Restore { path, backup, meta } => resolved(
+                &[("b", backup), ("p", path)],
                 format!(
-                    "cp -- {b} {tmp} && chown -- {u}:{g} {tmp} && chmod -- {m:o} {tmp} && mv -f -T -- {tmp} {p}",
-                    b = quote_path(backup),
+                    r#"cp -- "$b" "$p.fixer-restore" && chown -- {u}:{g} "$p.fixer-restore" && chmod -- {m:o} "$p.fixer-restore" && mv -f -T -- "$p.fixer-restore" "$p""#,
                     u = meta.uid,
                     g = meta.gid,
                     m = meta.mode
-                )
-            }
-            Undo::Meta { path, meta } => {
-                let p = quote_path(path);
+                ),
+            ),
+            Undo::Meta { path, meta } => resolved(
+                &[("p", path)],
                 format!(
-                    "chown -h -- {}:{} {p}; chmod -- {:o} {p}",
+                    r#"chown -h -- {}:{} "$p"; [ -L "$p" ] || chmod -- {:o} "$p""#,
                     meta.uid, meta.gid, meta.mode
-                )
-            }
+                ),
+            ),
             Undo::MoveBack { path, saved, mode } => {
-                let (p, sv) = (quote_path(path), quote_path(saved));
-                let mut line = format!(
-                    "if [ -e {sv} ] || [ -L {sv} ]; then {}; mv -T -- {sv} {p}; fi",
-                    remove_tree(&p)
+                let mut body = format!(
+                    r#"if [ -e "$s" ] || [ -L "$s" ]; then {REMOVE_TREE}; mv -T -- "$s" "$p"; fi"#
                 );
                 if let Some(m) = mode {
-                    line.push_str(&format!("; chmod -- {m:o} {p}"));
+                    body.push_str(&format!(r#"; chmod -- {m:o} "$p""#));
                 }
-                line
+                resolved(&[("s", saved), ("p", path)], body)
             }
             Undo::Command { cmd, .. } | Undo::Rerun { cmd, .. } => {
                 format!("({})", command_line(cmd))
@@ -168,6 +176,7 @@ sleep "$3"
 [ -e "$1/armed" ] || exit 0
 exec flock "$2" sh -c '
   [ -e "$1/armed" ] || exit 0
+  . "$1/chase.sh" || exit 1
   rev=""
   if [ -e "$1/restore.sh" ]; then
     while IFS= read -r line; do rev="$line
@@ -853,6 +862,14 @@ impl Journal<'_> {
     /// From here on every undo is also written as shell for it.
     pub fn arm(&mut self, timeout: std::time::Duration) -> Result<(), Error> {
         let dir = self.dir.display().to_string();
+        // The restore lines resolve paths with it, as every operation does.
+        self.host
+            .write(
+                &self.dir.join("chase.sh"),
+                crate::host::shell::CHASE.as_bytes(),
+                Attrs::default(),
+            )
+            .on(self.host)?;
         self.host
             .write(&self.dir.join("armed"), b"", Attrs::default())
             .on(self.host)?;
@@ -1053,4 +1070,112 @@ pub fn remove_tree(host: &dyn Host, path: &Path) -> Result<(), HostError> {
         }
     }
     host.remove(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+
+    /// Run restore lines as the watchdog does: CHASE sourced, each line
+    /// eval'd. Returns what they said on stderr.
+    fn run_lines(lines: &[String]) -> Result<String, Box<dyn std::error::Error>> {
+        let mut script = crate::host::shell::CHASE.to_string();
+        for l in lines {
+            script.push_str(&format!("eval {}\n", crate::host::shell::quote(l)));
+        }
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    #[test]
+    fn restore_lines_restore_each_kind_of_change() -> Result<(), Box<dyn std::error::Error>> {
+        let d = tempfile::tempdir()?;
+        let p = |n: &str| d.path().join(n);
+        std::fs::write(p("backup"), "old")?;
+        std::fs::write(p("f"), "new")?;
+        std::fs::create_dir_all(p("created/sub"))?;
+        std::fs::create_dir_all(p("saved"))?;
+        std::fs::write(p("saved/x"), "kept")?;
+        std::fs::write(p("m"), "")?;
+        let me = std::fs::metadata(p("f"))?;
+        let meta = |mode| Meta {
+            kind: FileKind::File,
+            mode,
+            uid: me.uid(),
+            gid: me.gid(),
+            size: 0,
+        };
+        let lines: Vec<String> = [
+            Undo::Restore {
+                path: p("f"),
+                backup: p("backup"),
+                meta: meta(0o640),
+            },
+            Undo::Absent { path: p("created") },
+            Undo::MoveBack {
+                path: p("moved"),
+                saved: p("saved"),
+                mode: Some(0o700),
+            },
+            Undo::Meta {
+                path: p("m"),
+                meta: meta(0o600),
+            },
+        ]
+        .iter()
+        .filter_map(Undo::shell)
+        .collect();
+        let said = run_lines(&lines)?;
+        assert_eq!(said, "");
+        assert_eq!(std::fs::read_to_string(p("f"))?, "old");
+        assert_eq!(
+            std::fs::metadata(p("f"))?.permissions().mode() & 0o7777,
+            0o640
+        );
+        assert!(!p("created").exists());
+        assert_eq!(std::fs::read_to_string(p("moved/x"))?, "kept");
+        assert_eq!(
+            std::fs::metadata(p("m"))?.permissions().mode() & 0o7777,
+            0o600
+        );
+        Ok(())
+    }
+
+    /// The watchdog resolves paths as every operation does: through a
+    /// symlink someone else planted since the apply it restores nothing.
+    #[test]
+    fn restore_lines_skip_a_path_through_a_strangers_symlink(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        if !nix::unistd::geteuid().is_root() {
+            // Giving a link to another user takes root; CI runs as root.
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs the tests as root"
+            );
+            return Ok(());
+        }
+        let d = tempfile::tempdir()?;
+        let victim = d.path().join("victim");
+        std::fs::create_dir_all(victim.join("tree"))?;
+        std::fs::write(victim.join("tree/data"), "precious")?;
+        std::os::unix::fs::symlink(&victim, d.path().join("app"))?;
+        std::os::unix::fs::lchown(d.path().join("app"), Some(4242), Some(4242))?;
+        let line = Undo::Absent {
+            path: d.path().join("app/tree"),
+        }
+        .shell()
+        .ok_or("no line")?;
+        let said = run_lines(&[line])?;
+        assert!(said.contains("is a symlink owned by uid 4242"), "{said}");
+        assert!(said.contains("not restored"), "{said}");
+        assert_eq!(
+            std::fs::read_to_string(victim.join("tree/data"))?,
+            "precious"
+        );
+        Ok(())
+    }
 }

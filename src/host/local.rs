@@ -193,6 +193,25 @@ fn no_follow(e: Errno) -> io::Error {
     }
 }
 
+/// chmod the entry `name` of `dir` itself, never what a symlink there
+/// points to. glibc does that through /proc; without /proc mounted (it
+/// then says EOPNOTSUPP, as for a symlink) the entry is checked, then
+/// changed by name.
+fn chmod_at(dir: &OwnedFd, name: &OsStr, mode: Mode) -> io::Result<()> {
+    match fchmodat(dir, name, mode, FchmodatFlags::NoFollowSymlink) {
+        Err(Errno::EOPNOTSUPP) => {
+            let st = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+            if kind_of(&st) == SFlag::S_IFLNK {
+                return Err(io::Error::other(
+                    "it is a symlink, which fixer does not follow here",
+                ));
+            }
+            fchmodat(dir, name, mode, FchmodatFlags::FollowSymlink).map_err(io::Error::from)
+        }
+        other => other.map_err(io::Error::from),
+    }
+}
+
 /// fsync a directory held as an O_PATH descriptor (which cannot be synced).
 fn sync_dir(dir: &OwnedFd) -> io::Result<()> {
     let fd = openat(
@@ -422,27 +441,14 @@ impl Host for LocalHost {
         let mode = Mode::from_bits_truncate(mode);
         mkdirat(&dir, name.as_os_str(), mode).map_err(|e| err(e.into()))?;
         // Set explicitly: mkdir is subject to the umask.
-        fchmodat(&dir, name.as_os_str(), mode, FchmodatFlags::NoFollowSymlink)
-            .map_err(|e| err(e.into()))?;
+        chmod_at(&dir, &name, mode).map_err(err)?;
         sync_dir(&dir).map_err(err)
     }
 
     fn chmod(&self, path: &Path, mode: u32) -> HostResult<()> {
         let err = |e| HostError::new("chmod", path, e);
         let (dir, name) = self.parent_of(path).map_err(err)?;
-        fchmodat(
-            &dir,
-            name.as_os_str(),
-            Mode::from_bits_truncate(mode),
-            FchmodatFlags::NoFollowSymlink,
-        )
-        .map_err(|e| match e {
-            // glibc's answer for a symlink: its own mode cannot be set.
-            Errno::EOPNOTSUPP => err(io::Error::other(
-                "it is a symlink, which fixer does not follow here",
-            )),
-            e => err(e.into()),
-        })
+        chmod_at(&dir, &name, Mode::from_bits_truncate(mode)).map_err(err)
     }
 
     fn chown(&self, path: &Path, uid: Option<u32>, gid: Option<u32>) -> HostResult<()> {

@@ -10,6 +10,44 @@ use std::path::Path;
 
 use super::Cmd;
 
+/// Resolving paths in sh as [`super::LocalHost`] does (`host/resolve.rs`),
+/// for the scripts a remote host runs (every SSH operation, and the
+/// self-restore watchdog): `chase PATH` sets `$R` to PATH with every
+/// symlink on the way resolved but the last component, following only
+/// symlinks owned by root or by the user the script runs as; otherwise it
+/// sets `$E` to why and fails. `need PATH` does the same or ends the script
+/// with the message; `nolink PATH` ends it if PATH is a symlink. Unlike the
+/// local walk this checks, then uses a path (a shell holds no directory
+/// open): a link swapped in between, within one exec, is followed.
+pub const CHASE: &str = r#"me=
+chase() {
+  rest=$1 R= n=0
+  while [ -n "$rest" ]; do
+    c=${rest%%/*}
+    case $rest in */*) rest=${rest#*/} ;; *) rest= ;; esac
+    case $c in ''|.) continue ;; ..) R=${R%/*}; continue ;; esac
+    if [ -n "$rest" ] && [ -L "$R/$c" ]; then
+      o=$(stat -c %u -- "$R/$c" 2>&1) || { E=$o; return 1; }
+      [ -n "$me" ] || me=$(id -u)
+      if [ "$o" != 0 ] && [ "$o" != "$me" ]; then
+        E="$R/$c is a symlink owned by uid $o: fixer follows only symlinks owned by root or by the user it acts as"
+        return 1
+      fi
+      n=$((n+1))
+      [ "$n" -le 40 ] || { E="$1: Too many levels of symbolic links"; return 1; }
+      t=$(readlink -- "$R/$c" 2>&1) || { E=$t; return 1; }
+      case $t in /*) R= ;; esac
+      rest=$t/$rest
+    else
+      R=$R/$c
+    fi
+  done
+  [ -n "$R" ] || R=/
+}
+need() { chase "$1" || { printf '%s\n' "$E" >&2; exit 1; }; }
+nolink() { if [ -L "$1" ]; then echo "$1: it is a symlink, which fixer does not follow here" >&2; exit 1; fi; }
+"#;
+
 /// One shell word that the shell turns back into exactly `s`.
 pub fn quote(s: &str) -> String {
     if !s.is_empty()

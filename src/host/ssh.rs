@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use ssh2::{CheckResult, HostKeyType, KnownHostFileKind, Session};
 
-use super::shell::{command_line, quote, script_line};
+use super::shell::{command_line, quote, script_line, CHASE};
 use super::ssh_config::{HostKeyPolicy, Target};
 use super::{Attrs, Cmd, FileKind, Host, HostError, HostLock, HostResult, Meta, Output, Scratch};
 
@@ -314,42 +314,6 @@ impl Cache {
         }
     }
 }
-
-/// Resolving paths as [`super::LocalHost`] does (see `host/resolve.rs`):
-/// `chase PATH` sets `$R` to PATH with every symlink on the way resolved
-/// but the last component, following only symlinks owned by root or by the
-/// user the script runs as; otherwise it sets `$E` to why and fails.
-/// `need PATH` does the same or ends the script with the message. Unlike
-/// the local walk this checks then uses a path (a shell has no openat): a
-/// link swapped in between is followed. Every script below starts with it.
-const CHASE: &str = r#"me=
-chase() {
-  rest=$1 R= n=0
-  while [ -n "$rest" ]; do
-    c=${rest%%/*}
-    case $rest in */*) rest=${rest#*/} ;; *) rest= ;; esac
-    case $c in ''|.) continue ;; ..) R=${R%/*}; continue ;; esac
-    if [ -n "$rest" ] && [ -L "$R/$c" ]; then
-      o=$(stat -c %u -- "$R/$c" 2>&1) || { E=$o; return 1; }
-      [ -n "$me" ] || me=$(id -u)
-      if [ "$o" != 0 ] && [ "$o" != "$me" ]; then
-        E="$R/$c is a symlink owned by uid $o: fixer follows only symlinks owned by root or by the user it acts as"
-        return 1
-      fi
-      n=$((n+1))
-      [ "$n" -le 40 ] || { E="$1: Too many levels of symbolic links"; return 1; }
-      t=$(readlink -- "$R/$c" 2>&1) || { E=$t; return 1; }
-      case $t in /*) R= ;; esac
-      rest=$t/$rest
-    else
-      R=$R/$c
-    fi
-  done
-  [ -n "$R" ] || R=/
-}
-need() { chase "$1" || { printf '%s\n' "$E" >&2; exit 1; }; }
-nolink() { if [ -L "$1" ]; then echo "$1: it is a symlink, which fixer does not follow here" >&2; exit 1; fi; }
-"#;
 
 /// A script with the path helpers ([`CHASE`]) in front.
 fn with_chase(script: &str) -> String {
