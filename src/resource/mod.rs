@@ -235,7 +235,9 @@ pub fn guard(delta: &Delta, cx: &Context) -> Result<(), Error> {
     for op in &delta.ops {
         let Some(path) = op.path() else { continue };
         let path = normal(path);
-        let why = if path.starts_with(state) {
+        let why = if path == state {
+            Some("it is fixer's own state folder".to_string())
+        } else if path.starts_with(state) {
             Some("it is inside fixer's own state folder".to_string())
         } else if !matches!(op, crate::change::Op::Remove { .. }) {
             None

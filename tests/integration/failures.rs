@@ -334,6 +334,10 @@ fn removals_are_normalised_then_guarded() -> TestResult {
             "refusing to remove /var/lib: it holds fixer's state folder /var/lib/fixer",
         ),
         (
+            clean("/var/lib/./fixer/"),
+            "refusing to remove /var/lib/fixer: it is fixer's own state folder",
+        ),
+        (
             clean("/var/lib/fixer/*"),
             "refusing to remove /var/lib/fixer/keep: it is inside fixer's own state folder",
         ),
