@@ -263,13 +263,34 @@ impl<'h> Store<'h> {
         self.mkdir_p(Path::new(STATE_DIR))?;
         self.host.lock(&Self::lock_path()).map_err(|e| {
             if e.kind() == io::ErrorKind::WouldBlock {
-                Error::Locked {
+                return Error::Locked {
                     host: self.host.name(),
                     lock: Self::lock_path().display().to_string(),
-                }
-            } else {
-                Error::host(self.host, e)
+                };
             }
+            let dangling = e.kind() == io::ErrorKind::NotFound
+                && self
+                    .host
+                    .stat(Path::new(STATE_DIR))
+                    .is_ok_and(|m| m.is_some_and(|m| m.kind == FileKind::Symlink));
+            if dangling {
+                return Error::host(
+                    self.host,
+                    HostError::new(
+                        "lock",
+                        &Self::lock_path(),
+                        io::Error::new(
+                            io::ErrorKind::NotFound,
+                            format!(
+                                "fixer's state folder {STATE_DIR} is a symlink to a folder that \
+                                 does not exist on the target (under --root, a link is read \
+                                 inside the root): create that folder, or remove the link"
+                            ),
+                        ),
+                    ),
+                );
+            }
+            Error::host(self.host, e)
         })
     }
 

@@ -102,7 +102,12 @@ fn a_symlinked_state_folder_stays_inside_the_root() -> TestResult {
     // folder, so no apply, and nothing written outside the root.
     let before = sb.tree();
     let out = sb.fixer(&["apply", &pb]).output()?;
-    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("fixer's state folder /var/lib/fixer is a symlink to a folder that does not exist on the target"),
+        "{err}"
+    );
     assert_eq!(sb.tree(), before);
     assert_eq!(std::fs::read_dir(outside.path().join("state"))?.count(), 0);
     // Where it points inside the image, lock, journal and backups go.
