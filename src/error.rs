@@ -75,6 +75,14 @@ pub enum Error {
         source: HostError,
     },
 
+    /// One playbook of several could not be loaded for a target.
+    #[error("playbook `{name}`: {source}")]
+    Playbook {
+        name: String,
+        #[source]
+        source: Box<Error>,
+    },
+
     /// A resource could not be planned or applied.
     #[error("resource `{id}`: {source}")]
     Resource {
@@ -191,6 +199,13 @@ impl Error {
         Error::Host {
             host: host.name(),
             source,
+        }
+    }
+
+    pub fn in_playbook(self, name: &str) -> Self {
+        Error::Playbook {
+            name: name.to_string(),
+            source: Box::new(self),
         }
     }
 

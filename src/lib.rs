@@ -10,6 +10,7 @@ pub mod apply;
 pub mod change;
 pub mod diagnose;
 pub mod diff;
+pub mod discover;
 pub mod error;
 pub mod failpoint;
 #[doc(hidden)]

@@ -16,7 +16,7 @@ use crate::change::{Action, Change, Op};
 use crate::error::Error;
 use crate::host::{Host, OnHost, Overlay};
 use crate::journal::{RunRecord, Store};
-use crate::playbook::{Declared, Overrides, Playbook};
+use crate::playbook::{Declared, Playbook};
 use crate::resource::Context;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,31 +216,52 @@ fn fingerprint(h: &mut Sha256, change: &Change) {
     }
 }
 
-/// A plan saved by `plan --out`: enough to re-load the same playbook with
+/// A plan saved by `plan --out`: enough to re-load the same playbooks with
 /// the same values and to recognise drift. It holds variable values,
 /// sensitive ones included, so it is written with mode 0600.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SavedPlan {
     pub format: String,
-    pub playbook: PathBuf,
+    /// Each playbook with every value it had (`fixer-plan/2`).
+    #[serde(default)]
+    pub playbooks: Vec<SavedPart>,
+    /// `fixer-plan/1`: the one playbook and its values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub playbook: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vars: Vec<(String, String)>,
     pub root: Option<PathBuf>,
     pub fingerprint: String,
     pub summary: Summary,
 }
 
-const SAVED_FORMAT: &str = "fixer-plan/1";
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SavedPart {
+    pub path: PathBuf,
+    pub vars: Vec<(String, String)>,
+}
+
+const SAVED_FORMAT: &str = "fixer-plan/2";
+const SAVED_FORMATS: [&str; 2] = ["fixer-plan/1", SAVED_FORMAT];
 
 impl SavedPlan {
     pub fn new(playbook: &Playbook, root: Option<&Path>, outcome: &Outcome) -> Result<Self, Error> {
-        let abs = std::fs::canonicalize(&playbook.path).map_err(|source| Error::Read {
-            path: playbook.path.clone(),
-            source,
-        })?;
+        let mut playbooks = Vec::new();
+        for part in &playbook.parts {
+            let abs = std::fs::canonicalize(&part.path).map_err(|source| Error::Read {
+                path: part.path.clone(),
+                source,
+            })?;
+            playbooks.push(SavedPart {
+                path: abs,
+                vars: part.vars.as_overrides(),
+            });
+        }
         Ok(SavedPlan {
             format: SAVED_FORMAT.to_string(),
-            playbook: abs,
-            vars: playbook.vars.as_overrides(),
+            playbooks,
+            playbook: None,
+            vars: Vec::new(),
             root: root.map(Path::to_path_buf),
             fingerprint: outcome.fingerprint.clone(),
             summary: outcome.summary,
@@ -290,7 +311,7 @@ impl SavedPlan {
             },
             message: format!("not a fixer plan: {e}"),
         })?;
-        if plan.format != SAVED_FORMAT {
+        if !SAVED_FORMATS.contains(&plan.format.as_str()) {
             return Err(Error::Usage(format!(
                 "{}: plan format `{}` is not supported (expected {SAVED_FORMAT})",
                 path.display(),
@@ -300,10 +321,16 @@ impl SavedPlan {
         Ok(Some(plan))
     }
 
-    pub fn overrides(&self) -> Overrides {
-        Overrides {
-            values: self.vars.clone(),
-            ..Overrides::default()
-        }
+    /// The playbooks to load again, each with the values it had.
+    pub fn picks(&self) -> Vec<crate::playbook::Pick> {
+        let v1 = self.playbook.iter().map(|p| (p, &self.vars));
+        let v2 = self.playbooks.iter().map(|p| (&p.path, &p.vars));
+        v1.chain(v2)
+            .map(|(path, vars)| crate::playbook::Pick {
+                path: path.clone(),
+                values: vars.clone(),
+                ..crate::playbook::Pick::default()
+            })
+            .collect()
     }
 }

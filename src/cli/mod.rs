@@ -15,7 +15,7 @@ use fixer::error::Error;
 use fixer::host::{Host as _, LocalHost};
 use fixer::journal::{Prune, Store};
 use fixer::plan::{self, SavedPlan};
-use fixer::playbook::{Overrides, Playbook};
+use fixer::playbook::{Overrides, Pick, Playbook};
 
 use render::{Printer, Verbosity};
 
@@ -99,20 +99,26 @@ enum Color {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Parse, type-check and render a playbook; no host access.
-    Validate { playbook: PathBuf },
-    /// Show what apply would change, as diffs; changes nothing.
+    /// Parse, type-check and render playbooks; no host access.
+    Validate {
+        #[arg(value_name = "PLAYBOOK", required = true, num_args = 1..)]
+        playbooks: Vec<PathBuf>,
+    },
+    /// Show what apply would change, as diffs; changes nothing. Several
+    /// playbooks are planned as one, in the order their phases say.
     Plan {
-        playbook: PathBuf,
+        #[arg(value_name = "PLAYBOOK", required = true, num_args = 1..)]
+        playbooks: Vec<PathBuf>,
         /// Save the plan, for `fixer apply PLAN` (refused if the target drifts).
         #[arg(long, value_name = "PLAN")]
         out: Option<PathBuf>,
     },
-    /// Make the changes, recorded as a run that can be rolled back.
+    /// Make the changes, recorded as one run that can be rolled back.
     Apply {
-        /// A playbook, or a plan saved by `plan --out`.
-        #[arg(value_name = "PLAYBOOK|PLAN")]
-        target: PathBuf,
+        /// Playbooks (applied as one run, in the order their phases say),
+        /// or one plan saved by `plan --out`.
+        #[arg(value_name = "PLAYBOOK|PLAN", required = true, num_args = 1..)]
+        targets: Vec<PathBuf>,
         /// Show the plan instead of applying it.
         #[arg(long)]
         dry_run: bool,
@@ -216,13 +222,13 @@ pub fn main() -> ExitCode {
 
 fn overrides(g: &Global) -> Result<Overrides, Error> {
     Ok(Overrides {
-        inventory: Vec::new(),
         files: g.var_files.clone(),
         values: g
             .vars
             .iter()
             .map(|v| Overrides::parse_var(v))
             .collect::<Result<_, _>>()?,
+        ..Overrides::default()
     })
 }
 
@@ -315,6 +321,13 @@ fn fleet(g: &Global) -> Result<Option<remote::Fleet>, Error> {
 
 fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
     let g = &cli.global;
+    let exit = |outcome: &plan::Outcome| {
+        if g.detailed_exitcode && outcome.has_changes() {
+            2
+        } else {
+            0
+        }
+    };
     if let Some(mut fleet) = fleet(g)? {
         fleet.color = p.color();
         fleet.verbosity = p.verbosity();
@@ -322,29 +335,28 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
             fleet.cancel = cancel_on_signals(p);
         }
         let policy;
+        let picked;
         let job = match &cli.command {
-            Command::Validate { playbook } => {
-                let pb = Playbook::load(playbook, &overrides(g)?)?;
-                p.validated(&pb);
-                return Ok(0);
-            }
-            Command::Plan { playbook, out } => {
+            Command::Validate { playbooks } => return validate(playbooks, g, p),
+            Command::Plan { playbooks, out } => {
                 if out.is_some() {
                     return Err(Error::Usage(
                         "plan --out is not supported for remote hosts yet: plan, then apply the playbook".into(),
                     ));
                 }
-                remote::Job::Plan { playbook }
+                picked = picks(playbooks);
+                remote::Job::Plan { picks: &picked }
             }
-            Command::Apply { target, dry_run } => {
-                if SavedPlan::read(target)?.is_some() {
+            Command::Apply { targets, dry_run } => {
+                if saved_plan(targets)?.is_some() {
                     return Err(Error::Usage(
                         "saved plans are not supported for remote hosts yet: apply the playbook"
                             .into(),
                     ));
                 }
+                picked = picks(targets);
                 remote::Job::Apply {
-                    playbook: target,
+                    picks: &picked,
                     dry_run: *dry_run,
                 }
             }
@@ -372,20 +384,16 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
             Command::Schema { markdown } => return schema(g, *markdown),
         };
         // Bad input fails here, before any host is contacted.
-        if let remote::Job::Plan { playbook } | remote::Job::Apply { playbook, .. } = &job {
-            Playbook::load(playbook, &overrides(g)?)?;
+        if let remote::Job::Plan { picks } | remote::Job::Apply { picks, .. } = &job {
+            load(picks, g, None)?;
         }
         return Ok(fleet.run(&job));
     }
     match &cli.command {
-        Command::Validate { playbook } => {
-            let pb = Playbook::load(playbook, &overrides(g)?)?;
-            p.validated(&pb);
-            Ok(0)
-        }
-        Command::Plan { playbook, out } => {
-            let pb = Playbook::load(playbook, &overrides(g)?)?;
+        Command::Validate { playbooks } => validate(playbooks, g, p),
+        Command::Plan { playbooks, out } => {
             let host = host(g.root.as_deref())?;
+            let pb = load(&picks(playbooks), g, Some(&host))?;
             let outcome = plan_and_print(&pb, &host, p)?;
             if let Some(out) = out {
                 SavedPlan::new(&pb, host.root(), &outcome)?.write(out)?;
@@ -395,14 +403,10 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
                     out.display()
                 ));
             }
-            Ok(if g.detailed_exitcode && outcome.has_changes() {
-                2
-            } else {
-                0
-            })
+            Ok(exit(&outcome))
         }
-        Command::Apply { target, dry_run } => {
-            let (pb, root, expect) = match SavedPlan::read(target)? {
+        Command::Apply { targets, dry_run } => {
+            let (picked, root, expect) = match saved_plan(targets)? {
                 Some(saved) => {
                     let root = match (&g.root, &saved.root) {
                         (Some(a), Some(b)) if std::fs::canonicalize(a).ok().as_ref() != Some(b) => {
@@ -415,46 +419,27 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
                         (Some(a), _) => Some(a.clone()),
                         (None, b) => b.clone(),
                     };
-                    (
-                        Playbook::load(&saved.playbook, &saved.overrides())?,
-                        root,
-                        Some(saved.fingerprint),
-                    )
+                    (saved.picks(), root, Some(saved.fingerprint))
                 }
-                None => (
-                    Playbook::load(target, &overrides(g)?)?,
-                    g.root.clone(),
-                    None,
-                ),
+                None => (picks(targets), g.root.clone(), None),
             };
             let host = host(root.as_deref())?;
+            let pb = if expect.is_some() {
+                // Exactly the values the plan was made with.
+                Playbook::load_for(
+                    &picked,
+                    &Overrides::default(),
+                    Some(&host),
+                    &local_context(&host),
+                )?
+            } else {
+                load(&picked, g, Some(&host))?
+            };
             if *dry_run {
                 let outcome = plan_and_print(&pb, &host, p)?;
-                return Ok(if g.detailed_exitcode && outcome.has_changes() {
-                    2
-                } else {
-                    0
-                });
+                return Ok(exit(&outcome));
             }
-            p.apply_header(&pb, &fixer::host::Host::name(&host));
-            let cancel = cancel_on_signals(p);
-            let opts = apply::ApplyOptions {
-                cancel: cancel.as_deref(),
-                ..Default::default()
-            };
-            let result =
-                apply::apply_with(&pb, &host, expect.as_deref(), &opts, &mut |ev| match ev {
-                    Event::Resource(c) => p.change(c, true),
-                    Event::Handler(c) => p.handler(c, true),
-                    Event::Note(text) => p.note(text),
-                });
-            match result {
-                Ok(outcome) => {
-                    p.applied(&outcome, host.root());
-                    Ok(0)
-                }
-                Err(e) => Err(e),
-            }
+            apply_and_print(&pb, &host, expect.as_deref(), p)
         }
         Command::Rollback { run, force } => {
             let host = host(g.root.as_deref())?;
@@ -489,6 +474,93 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
         Command::Man { dir } => man(g, dir.as_deref()),
         Command::Schema { markdown } => schema(g, *markdown),
     }
+}
+
+/// Each playbook on its own, as files are checked: all of them, each
+/// error said; exit 1 if any.
+fn validate(paths: &[PathBuf], g: &Global, p: &mut Printer) -> Result<u8, Error> {
+    let mut failed = false;
+    for path in paths {
+        match load(&[Pick::path(path)], g, None) {
+            Ok(pb) => p.validated(&pb),
+            Err(e) if paths.len() > 1 => {
+                p.error(&e);
+                failed = true;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(u8::from(failed))
+}
+
+fn picks(paths: &[PathBuf]) -> Vec<Pick> {
+    paths.iter().map(|p| Pick::path(p)).collect()
+}
+
+/// The one saved plan among `targets`, if they are one: a saved plan is
+/// applied alone.
+fn saved_plan(targets: &[PathBuf]) -> Result<Option<SavedPlan>, Error> {
+    let mut saved = None;
+    for t in targets {
+        if let Some(plan) = SavedPlan::read(t)? {
+            if targets.len() > 1 {
+                return Err(Error::Usage(format!(
+                    "{} is a saved plan: apply it alone, not with playbooks",
+                    t.display()
+                )));
+            }
+            saved = Some(plan);
+        }
+    }
+    Ok(saved)
+}
+
+/// The playbooks for `host` (none: `validate`), with the command line's
+/// values, their discovered variables read from it.
+fn load(picked: &[Pick], g: &Global, host: Option<&LocalHost>) -> Result<Playbook, Error> {
+    let cx = host.map(local_context).unwrap_or_default();
+    Playbook::load_for(
+        picked,
+        &overrides(g)?,
+        host.map(|h| h as &dyn fixer::host::Host),
+        &cx,
+    )
+}
+
+/// Where fixer runs, as a path on this machine's target: the folder
+/// itself, or under `--root` the folder inside the root (if it is).
+fn local_context(host: &LocalHost) -> fixer::discover::Context {
+    let cwd = std::env::current_dir().ok();
+    let cwd = match host.root() {
+        None => cwd,
+        Some(root) => cwd.and_then(|c| {
+            c.strip_prefix(root)
+                .ok()
+                .map(|rest| Path::new("/").join(rest))
+        }),
+    };
+    fixer::discover::Context { cwd }
+}
+
+fn apply_and_print(
+    pb: &Playbook,
+    host: &LocalHost,
+    expect: Option<&str>,
+    p: &mut Printer,
+) -> Result<u8, Error> {
+    p.apply_header(pb, &fixer::host::Host::name(host));
+    let cancel = cancel_on_signals(p);
+    let opts = apply::ApplyOptions {
+        cancel: cancel.as_deref(),
+        ..Default::default()
+    };
+    let outcome = apply::apply_with(pb, host, expect, &opts, &mut |ev| match ev {
+        Event::Resource(c) => p.change(c, true),
+        Event::Handler(c) => p.handler(c, true),
+        Event::Note(text) => p.note(text),
+    })?;
+    p.applied(&outcome, host.root());
+    Ok(0)
 }
 
 /// `fixer schema [--markdown]`: about the playbook format, no target.

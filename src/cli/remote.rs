@@ -4,7 +4,7 @@
 //! only fails itself.
 
 use std::io::{IsTerminal as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -17,15 +17,15 @@ use fixer::host::{SshHost, SshOptions};
 use fixer::inventory::{self, Member};
 use fixer::journal::{Prune, Store};
 use fixer::plan;
-use fixer::playbook::{Overrides, Playbook};
+use fixer::playbook::{Overrides, Pick, Playbook};
 
 use super::render::{Printer, Verbosity};
 use super::Format;
 
 /// What to do on each host.
 pub enum Job<'a> {
-    Plan { playbook: &'a Path },
-    Apply { playbook: &'a Path, dry_run: bool },
+    Plan { picks: &'a [Pick] },
+    Apply { picks: &'a [Pick], dry_run: bool },
     Rollback { run: Option<&'a str>, force: bool },
     History,
     Prune(&'a Prune),
@@ -182,13 +182,23 @@ impl Fleet {
             run,
             error: None,
         };
+        // Each host's own values: its inventory's, and what it gives for
+        // the discovered variables.
+        let load = |picks: &[Pick]| {
+            Playbook::load_for(
+                picks,
+                &self.overrides_for(m),
+                Some(host),
+                &fixer::discover::Context::default(),
+            )
+        };
         match job {
-            Job::Plan { playbook }
+            Job::Plan { picks }
             | Job::Apply {
-                playbook,
+                picks,
                 dry_run: true,
             } => {
-                let pb = Playbook::load(playbook, &self.overrides_for(m))?;
+                let pb = load(picks)?;
                 p.plan_header(&pb, &m.name);
                 let total = pb.resources.len();
                 let mut n = 0;
@@ -201,8 +211,8 @@ impl Fleet {
                 let s = outcome.summary;
                 Ok(ok(s.add + s.change + s.remove, s.unchanged, None))
             }
-            Job::Apply { playbook, .. } => {
-                let pb = Playbook::load(playbook, &self.overrides_for(m))?;
+            Job::Apply { picks, .. } => {
+                let pb = load(picks)?;
                 p.apply_header(&pb, &m.name);
                 let total = pb.resources.len();
                 let mut n = 0;

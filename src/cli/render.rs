@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use fixer::apply::Outcome as ApplyOutcome;
 use fixer::change::{Action, Change, Op};
 use fixer::error::{Error, RollbackReport};
+use fixer::host::shell::quote;
 use fixer::host::{Attrs, Meta};
 use fixer::journal::RunRecord;
 use fixer::plan::{Outcome as PlanOutcome, Summary};
@@ -189,6 +190,17 @@ impl Printer {
                 "resources": ids(&pb.resources),
                 "handlers": ids(&pb.handlers),
             })),
+            Format::Text if pb.parts.len() > 1 => self.out(&format!(
+                "{}: valid playbooks, as one: `{}` ({} resources, {} handlers)",
+                pb.parts
+                    .iter()
+                    .map(|p| p.path.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                pb.name,
+                pb.resources.len(),
+                pb.handlers.len()
+            )),
             Format::Text => self.out(&format!(
                 "{}: valid playbook `{}` ({} resources, {} handlers)",
                 pb.path.display(),
@@ -248,20 +260,77 @@ impl Printer {
     }
 
     pub fn plan_header(&mut self, pb: &Playbook, host: &str) {
-        self.masker = pb.masker();
-        self.header = json!({"playbook": pb.name, "host": host});
-        if self.format == Format::Text && !self.quiet() {
-            self.out(&self.paint(BOLD, &format!("Plan: playbook `{}` on {host}", pb.name)));
-            self.out("");
-        }
+        self.header_for("Plan", pb, host);
     }
 
     pub fn apply_header(&mut self, pb: &Playbook, host: &str) {
-        self.masker = pb.masker();
-        self.header = json!({"playbook": pb.name, "host": host});
         self.since.set(std::time::Instant::now());
-        if self.format == Format::Text && !self.quiet() {
-            self.out(&self.paint(BOLD, &format!("Apply: playbook `{}` on {host}", pb.name)));
+        self.header_for("Apply", pb, host);
+    }
+
+    /// The title, and every variable's value with where it came from.
+    fn header_for(&mut self, verb: &str, pb: &Playbook, host: &str) {
+        self.masker = pb.masker();
+        let shown = |v: &fixer::playbook::vars::Var| {
+            if v.sensitive {
+                fixer::playbook::vars::MASK.to_string()
+            } else {
+                match &v.value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                }
+            }
+        };
+        let values: Vec<Value> = pb
+            .parts
+            .iter()
+            .flat_map(|part| {
+                part.vars.iter().map(move |(name, v)| {
+                    json!({"playbook": part.name, "name": name, "value": shown(v), "origin": v.origin})
+                })
+            })
+            .collect();
+        self.header = json!({"playbook": pb.name, "host": host, "values": values});
+        if self.format != Format::Text || self.quiet() {
+            return;
+        }
+        let title = match pb.parts.as_slice() {
+            [_] => format!("{verb}: playbook `{}` on {host}", pb.name),
+            parts => format!(
+                "{verb}: playbooks {} on {host}",
+                parts
+                    .iter()
+                    .map(|p| format!("`{}`", p.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        self.out(&self.paint(BOLD, &title));
+        self.out("");
+        for part in &pb.parts {
+            if part.vars.iter().next().is_none() {
+                continue;
+            }
+            if pb.parts.len() > 1 {
+                self.out(&format!("Values of `{}`:", part.name));
+            } else {
+                self.out("Values:");
+            }
+            let rows: Vec<(String, String, String)> = part
+                .vars
+                .iter()
+                .map(|(name, v)| (name.to_string(), quote(&shown(v)), v.origin.to_string()))
+                .collect();
+            let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+            let w1 = rows
+                .iter()
+                .map(|r| r.1.chars().count())
+                .max()
+                .unwrap_or(0)
+                .min(40);
+            for (name, value, origin) in rows {
+                self.out(&format!("  {name:w0$}  {value:w1$}  {origin}"));
+            }
             self.out("");
         }
     }

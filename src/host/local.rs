@@ -136,6 +136,23 @@ impl LocalHost {
         mapped
     }
 
+    /// The name of a user or group id, as [`Self::lookup_account`] finds ids.
+    fn lookup_name(&self, file: &str, id: u32) -> HostResult<Option<String>> {
+        if self.root.is_some() {
+            let table = Path::new("/etc").join(file);
+            if self.stat(&table)?.is_some() {
+                let bytes = self.read(&table)?;
+                return Ok(name_in_table(&String::from_utf8_lossy(&bytes), id));
+            }
+        }
+        let found = if file == "passwd" {
+            nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(id)).map(|u| u.map(|u| u.name))
+        } else {
+            nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(id)).map(|g| g.map(|g| g.name))
+        };
+        found.map_err(|e| HostError::new("look up", Path::new(&id.to_string()), e.into()))
+    }
+
     fn lookup_account(&self, file: &str, name: &str) -> HostResult<Option<u32>> {
         if self.root.is_some() {
             let table = Path::new("/etc").join(file);
@@ -151,6 +168,15 @@ impl LocalHost {
         };
         found.map_err(|e| HostError::new("look up", Path::new(name), e.into()))
     }
+}
+
+/// The name of `id` in a passwd- or group-format table.
+fn name_in_table(text: &str, id: u32) -> Option<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2].parse() == Ok(id))
+        .map(|f| f[0].to_string())
 }
 
 /// Find `name` in a passwd- or group-format table; the id is the third field.
@@ -677,6 +703,14 @@ impl Host for LocalHost {
     fn group_id(&self, name: &str) -> HostResult<Option<u32>> {
         self.lookup_account("group", name)
     }
+
+    fn user_name(&self, uid: u32) -> HostResult<Option<String>> {
+        self.lookup_name("passwd", uid)
+    }
+
+    fn group_name(&self, gid: u32) -> HostResult<Option<String>> {
+        self.lookup_name("group", gid)
+    }
 }
 
 #[cfg(test)]
@@ -769,5 +803,7 @@ mod tests {
         assert_eq!(parse_account_table(t, "app"), Some(1001));
         assert_eq!(parse_account_table(t, "root"), Some(0));
         assert_eq!(parse_account_table(t, "nobody"), None);
+        assert_eq!(name_in_table(t, 1001).as_deref(), Some("app"));
+        assert_eq!(name_in_table(t, 7), None);
     }
 }

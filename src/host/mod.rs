@@ -198,6 +198,9 @@ pub trait Host: Send + Sync {
     /// Resolve a user name on the target (`None` when it has no such user).
     fn user_id(&self, name: &str) -> HostResult<Option<u32>>;
     fn group_id(&self, name: &str) -> HostResult<Option<u32>>;
+    /// The name of a user id on the target (`None` when it has none).
+    fn user_name(&self, uid: u32) -> HostResult<Option<String>>;
+    fn group_name(&self, gid: u32) -> HostResult<Option<String>>;
 }
 
 /// Attach the host's name to a host error, turning it into the library error.

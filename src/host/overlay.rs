@@ -383,6 +383,14 @@ impl Host for Overlay<'_> {
     fn group_id(&self, name: &str) -> HostResult<Option<u32>> {
         self.inner.group_id(name)
     }
+
+    fn user_name(&self, uid: u32) -> HostResult<Option<String>> {
+        self.inner.user_name(uid)
+    }
+
+    fn group_name(&self, gid: u32) -> HostResult<Option<String>> {
+        self.inner.group_name(gid)
+    }
 }
 
 #[cfg(test)]

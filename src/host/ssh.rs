@@ -869,6 +869,28 @@ impl SshHost {
             .ok_or_else(|| Self::invalid_input(op, path, "path is not UTF-8"))
     }
 
+    /// The name of a user or group id (getent takes ids too).
+    fn account_name(&self, passwd: bool, id: u32) -> HostResult<Option<String>> {
+        let db = if passwd { "passwd" } else { "group" };
+        let exit = self
+            .conn
+            .exec(&format!("getent {db} {id}"), &[], None)
+            .map_err(|e| HostError::new("look up", Path::new(&id.to_string()), e))?;
+        match exit.code {
+            Some(0) => Ok(String::from_utf8_lossy(&exit.stdout)
+                .split(':')
+                .next()
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty())),
+            Some(2) => Ok(None),
+            _ => Err(HostError::new(
+                "look up",
+                Path::new(&id.to_string()),
+                exit.error(),
+            )),
+        }
+    }
+
     fn account(&self, passwd: bool, name: &str) -> HostResult<Option<u32>> {
         let key = (passwd, name.to_string());
         if let Some(v) = self
@@ -1367,5 +1389,13 @@ impl Host for SshHost {
 
     fn group_id(&self, name: &str) -> HostResult<Option<u32>> {
         self.account(false, name)
+    }
+
+    fn user_name(&self, uid: u32) -> HostResult<Option<String>> {
+        self.account_name(true, uid)
+    }
+
+    fn group_name(&self, gid: u32) -> HostResult<Option<String>> {
+        self.account_name(false, gid)
     }
 }

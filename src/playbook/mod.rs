@@ -24,7 +24,7 @@ use crate::resource::{self, Build, Resource};
 use source::Source;
 pub use symptom::Symptom;
 use template::Renderer;
-pub use vars::{Masker, Overrides, Vars};
+pub use vars::{Found, Masker, Origin, Overrides, Vars};
 
 /// A resource (or handler) as declared: its id, whom it notifies, and the
 /// typed resource itself.
@@ -44,6 +44,52 @@ pub struct Playbook {
     pub symptoms: Vec<Symptom>,
     pub resources: Vec<Declared>,
     pub handlers: Vec<Declared>,
+    pub phase: Option<Phase>,
+    /// The playbook files this one is made of: itself, or the ones
+    /// [`Playbook::compose`] put together, in the order they run.
+    pub parts: Vec<Part>,
+}
+
+/// One playbook file of a (possibly composed) playbook, with the values
+/// its variables had.
+#[derive(Clone, Debug)]
+pub struct Part {
+    pub name: String,
+    pub path: PathBuf,
+    pub vars: Vars,
+}
+
+/// Where a playbook goes when several fix one host together: what a fix
+/// at one phase needs is fixed at the phases before it (the host must
+/// resolve names before go can reach a proxy, and reach one before a
+/// module can be tidied). Playbooks of one phase keep the order given; a
+/// playbook naming no phase goes last.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Addressing, routes, name resolution (netplan).
+    Network,
+    /// Where go fetches modules from (GOPROXY).
+    Proxy,
+    /// How git authenticates (URL rewrites, keys).
+    Auth,
+    /// Which modules are private (GOPRIVATE).
+    Modules,
+    /// Go's module and build caches.
+    Cache,
+    /// The module itself (go.mod, go.sum).
+    Build,
 }
 
 /// What the playbook is. Required.
@@ -55,6 +101,30 @@ struct Header {
     /// One line on what the playbook fixes; `fixer init` lists it.
     #[serde(default)]
     description: Option<String>,
+    /// When it runs among several playbooks fixing one host together
+    /// (`fixer fix`, `fixer plan A B`): `network`, `proxy`, `auth`,
+    /// `modules`, `cache`, `build`, in that order; none: last.
+    #[serde(default)]
+    phase: Option<Phase>,
+}
+
+/// One playbook to load among several, with values for it alone: read
+/// from an error log (`found`), or kept in a saved plan (`values`, as
+/// `--var`s).
+#[derive(Clone, Debug, Default)]
+pub struct Pick {
+    pub path: PathBuf,
+    pub found: Vec<Found>,
+    pub values: Vec<(String, String)>,
+}
+
+impl Pick {
+    pub fn path(path: &Path) -> Pick {
+        Pick {
+            path: path.to_path_buf(),
+            ..Pick::default()
+        }
+    }
 }
 
 const SECTIONS: &str = "playbook, vars, symptom, resource, handler";
@@ -146,6 +216,7 @@ impl Playbook {
         let renderer = Renderer::new(vars.data());
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
 
+        check_discovered(&source, &whole, &vars)?;
         let symptoms = symptom::declare_all(&source, &whole, &vars)?;
 
         // Handlers first, so a resource's `notify` can be checked where it is written.
@@ -155,6 +226,11 @@ impl Playbook {
         check_claims(&source, &whole, &resources)?;
         check_unique_ids(&source, &whole, &resources, &handlers)?;
 
+        let parts = vec![Part {
+            name: header.name.clone(),
+            path: path.to_path_buf(),
+            vars: vars.clone(),
+        }];
         Ok(Playbook {
             path: path.to_path_buf(),
             name: header.name,
@@ -163,12 +239,171 @@ impl Playbook {
             symptoms,
             resources,
             handlers,
+            phase: header.phase,
+            parts,
         })
     }
 
+    /// Every sensitive value of every part.
     pub fn masker(&self) -> Masker {
-        self.vars.masker()
+        let mut m = Masker::default();
+        for part in &self.parts {
+            m.extend(&part.vars.masker());
+        }
+        m
     }
+
+    /// Load `picks` for a target and put them together: each playbook's
+    /// discovered variables are read from `host` (when given; `validate`
+    /// has none) unless a value was given for them, then the playbooks are
+    /// composed in phase order. A `--var` or `--vars` name that no
+    /// playbook declares is an error, as for one playbook.
+    pub fn load_for(
+        picks: &[Pick],
+        overrides: &Overrides,
+        host: Option<&dyn crate::host::Host>,
+        cx: &crate::discover::Context,
+    ) -> Result<Playbook, Error> {
+        let several = picks.len() > 1;
+        let mut members = Vec::new();
+        for pick in picks {
+            let mut o = overrides.clone();
+            o.partial = several;
+            o.found = pick.found.clone();
+            o.values.extend(pick.values.iter().cloned());
+            let mut pb = Playbook::load(&pick.path, &o)?;
+            if let Some(host) = host {
+                let from_host = crate::discover::values(&pb.vars, host, cx)
+                    .map_err(|e| e.in_playbook(&pb.name))?;
+                if !from_host.is_empty() {
+                    // Below what the log said: the log is what failed.
+                    o.found = from_host
+                        .into_iter()
+                        .chain(pick.found.iter().cloned())
+                        .collect();
+                    pb = Playbook::load(&pick.path, &o)?;
+                }
+            }
+            members.push(pb);
+        }
+        if several {
+            overrides.check_declared(&members.iter().map(|m| &m.vars).collect::<Vec<_>>())?;
+        }
+        Playbook::compose(members)
+    }
+
+    /// One playbook made of several, run as one: in phase order, each
+    /// resource and handler id prefixed with its playbook's name
+    /// (`go-proxy-mirror/go-env`). Two playbooks managing the same thing
+    /// are refused, as two resources of one playbook are.
+    pub fn compose(mut members: Vec<Playbook>) -> Result<Playbook, Error> {
+        if members.len() == 1 {
+            if let Some(one) = members.pop() {
+                return Ok(one);
+            }
+        }
+        if members.is_empty() {
+            return Err(Error::Usage("no playbook given".into()));
+        }
+        // Stable: playbooks of one phase keep the order given.
+        members.sort_by_key(|m| m.phase.map_or(usize::MAX, |p| p as usize));
+        for (i, m) in members.iter().enumerate() {
+            if let Some(first) = members[..i].iter().find(|o| o.name == m.name) {
+                return Err(Error::Usage(format!(
+                    "playbook `{}` is given twice ({} and {})",
+                    m.name,
+                    first.path.display(),
+                    m.path.display()
+                )));
+            }
+        }
+        let mut claimed: Vec<(&Playbook, &Declared, resource::Claim)> = Vec::new();
+        for m in &members {
+            for d in &m.resources {
+                for claim in d.resource.claims() {
+                    if let Some((other, od, _)) = claimed
+                        .iter()
+                        .find(|(o, _, c)| o.name != m.name && c.clashes(&claim))
+                    {
+                        return Err(Error::Conflict(format!(
+                            "playbooks `{}` ({}) and `{}` ({}) both manage {} (resources `{}` \
+                             and `{}`): each apply would undo the other; plan them one at a time",
+                            other.name,
+                            other.path.display(),
+                            m.name,
+                            m.path.display(),
+                            claim.describe(),
+                            od.id,
+                            d.id
+                        )));
+                    }
+                    claimed.push((m, d, claim));
+                }
+            }
+        }
+        drop(claimed);
+        let name = members
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>()
+            .join("+");
+        let path = members[0].path.clone();
+        let mut resources = Vec::new();
+        let mut handlers = Vec::new();
+        let mut parts = Vec::new();
+        for m in members {
+            let prefix = |id: &str| format!("{}/{id}", m.name);
+            for mut d in m.resources {
+                d.id = prefix(&d.id);
+                d.notify = d.notify.iter().map(|n| prefix(n)).collect();
+                resources.push(d);
+            }
+            for mut h in m.handlers {
+                h.id = prefix(&h.id);
+                handlers.push(h);
+            }
+            parts.extend(m.parts);
+        }
+        Ok(Playbook {
+            path,
+            name,
+            description: None,
+            vars: Vars::default(),
+            symptoms: Vec::new(),
+            resources,
+            handlers,
+            phase: None,
+            parts,
+        })
+    }
+}
+
+/// A variable discovered from another one (`owner:gomodcache`) must name
+/// a declared variable.
+fn check_discovered(source: &Source, doc: &DeTable<'_>, vars: &Vars) -> Result<(), Error> {
+    for (name, var) in vars.iter() {
+        for of in var
+            .discover
+            .iter()
+            .filter_map(|f| crate::discover::referenced_var(f))
+        {
+            if vars.contains(of) && of != name {
+                continue;
+            }
+            let span = doc
+                .iter()
+                .find(|(k, _)| k.get_ref() == "vars")
+                .and_then(|(_, v)| v.get_ref().as_table())
+                .and_then(|t| t.iter().find(|(k, _)| k.get_ref() == name))
+                .map_or(0..0, |(_, v)| v.span());
+            return Err(source.error(
+                &span,
+                Some(format!("vars.{name}.discover")),
+                format!("`{of}` is not another variable of this playbook"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn array_of_tables<'a, 'i>(

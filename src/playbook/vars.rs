@@ -14,13 +14,66 @@ use crate::error::Error;
 
 pub const MASK: &str = "********";
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Var {
     pub value: Value,
     pub sensitive: bool,
     /// The only values allowed, when declared (`choices = ["ssh", "https"]`):
     /// a typo in a `--var` is an error, not a silent fallback.
     pub choices: Option<Vec<Value>>,
+    /// Where the value came from.
+    pub origin: Origin,
+    /// The facts of the target that give the value (`discover`), tried
+    /// in order.
+    pub discover: Vec<String>,
+    /// Patterns reading the value from an error log (`from_log = [...]`):
+    /// the capture named like the variable.
+    pub from_log: Vec<regex::Regex>,
+}
+
+/// Where a variable's value came from, as a plan shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum Origin {
+    /// The playbook's `[vars]`.
+    Default,
+    /// A fact of the target (`discover`): what was read, and where.
+    Host {
+        detail: String,
+    },
+    /// Read from the error log (`fixer fix`), on this 1-based line.
+    Log {
+        line: usize,
+    },
+    Inventory,
+    /// A `--vars FILE`.
+    File {
+        path: PathBuf,
+    },
+    /// `--var` on the command line.
+    Flag,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Default => write!(f, "default"),
+            Origin::Host { detail } => write!(f, "host: {detail}"),
+            Origin::Log { line } => write!(f, "log line {line}"),
+            Origin::Inventory => write!(f, "inventory"),
+            Origin::File { path } => write!(f, "--vars {}", path.display()),
+            Origin::Flag => write!(f, "--var"),
+        }
+    }
+}
+
+/// A value found for a variable, below the inventory and the command
+/// line in precedence: read from the target or from an error log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Found {
+    pub name: String,
+    pub value: Value,
+    pub origin: Origin,
 }
 
 /// A scalar as a `--var` would carry it.
@@ -32,6 +85,30 @@ fn text_of(v: &Value) -> String {
 }
 
 impl Var {
+    /// A value given as text (`--var`) takes the type of the declared one:
+    /// `--var dhcp4=false` is the boolean false, which a template's `{{#if}}`
+    /// reads as false (the text "false" would be true there).
+    fn coerce(&self, given: Value) -> Result<Value, String> {
+        let Value::String(text) = &given else {
+            return Ok(given);
+        };
+        match &self.value {
+            Value::Bool(_) => match text.trim() {
+                "true" => Ok(Value::Bool(true)),
+                "false" => Ok(Value::Bool(false)),
+                other => Err(format!("`{other}` is not true or false")),
+            },
+            Value::Number(_) => {
+                let t = text.trim();
+                t.parse::<i64>()
+                    .map(Value::from)
+                    .or_else(|_| t.parse::<f64>().map(Value::from))
+                    .map_err(|_| format!("`{t}` is not a number"))
+            }
+            _ => Ok(given),
+        }
+    }
+
     /// `Err(why)` when the value is not one of the declared choices.
     /// Numbers compare as numbers (`--var n=1` is the choice `1.0`).
     fn check(&self) -> Result<(), String> {
@@ -74,17 +151,56 @@ pub struct Vars {
     map: BTreeMap<String, Var>,
 }
 
-/// Overrides given on the command line.
+/// Values given besides the playbook's defaults, lowest precedence first:
+/// found (on the target, then in a log), the inventory, `--vars FILE`s,
+/// `--var`s.
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
+    /// Read from the target or a log; names the playbook does not declare
+    /// are ignored.
+    pub found: Vec<Found>,
     /// Inventory variables (lowest precedence first); names the playbook
     /// does not declare are ignored, as an inventory serves many playbooks.
     pub inventory: Vec<(String, Value)>,
     pub files: Vec<PathBuf>,
     pub values: Vec<(String, String)>,
+    /// One of several playbooks loaded together: a `--var` or `--vars`
+    /// name this one does not declare is someone else's. (Whether some
+    /// playbook declares it is checked where they are put together.)
+    pub partial: bool,
 }
 
 impl Overrides {
+    /// With several playbooks (`partial`), a `--var` or `--vars` name that
+    /// none of them declares is still a mistake.
+    pub fn check_declared(&self, all: &[&Vars]) -> Result<(), Error> {
+        let declared = |k: &str| all.iter().any(|v| v.contains(k));
+        for (k, _) in &self.values {
+            if !declared(k) {
+                return Err(Error::Usage(format!(
+                    "--var {k}: variable `{k}` is not declared in the [vars] of any of the playbooks"
+                )));
+            }
+        }
+        for file in &self.files {
+            let src = Source::read(file)?;
+            let table = DeTable::parse(&src.text).map_err(|e| src.toml_error(&e, None, ""))?;
+            for (k, _) in table.get_ref().iter() {
+                if !declared(k.get_ref()) {
+                    return Err(src.error(
+                        &k.span(),
+                        Some(k.get_ref().to_string()),
+                        format!(
+                            "variable `{}` is not declared in the [vars] of any of the playbooks",
+                            k.get_ref()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Parse one `--var k=v` argument.
     pub fn parse_var(arg: &str) -> Result<(String, String), Error> {
         match arg.split_once('=') {
@@ -110,7 +226,7 @@ fn scalar(v: &DeValue<'_>) -> Option<Value> {
 }
 
 const SHAPE: &str = "a variable is a string, number or boolean, or a table \
-     { value = ..., sensitive = true, choices = [...] }";
+     { value = ..., sensitive = true, choices = [...], discover = \"...\", from_log = [...] }";
 
 /// The JSON Schema of `[vars]`, which [`Vars::declare`] reads by hand
 /// (each entry is a scalar or a `{ value, sensitive }` table).
@@ -151,6 +267,19 @@ pub(crate) fn schema() -> serde_json::Value {
                             "minItems": 1,
                             "items": scalar,
                             "description": "The only values allowed: a `--var` (or inventory value) outside them is an error, not a silent fallback."
+                        },
+                        "discover": {
+                            "anyOf": [
+                                { "type": "string" },
+                                { "type": "array", "minItems": 1, "items": { "type": "string" } }
+                            ],
+                            "description": "A fact of the target that gives the value at plan time (or a list of facts, tried in order), unless the value is given (the log, inventory, `--vars`, `--var`): see the guide's list of facts. When the target cannot tell, the default stays; when it shows the default is wrong for it and offers no value, planning fails, naming the variable."
+                        },
+                        "from_log": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": { "type": "string" },
+                            "description": "Regular expressions reading the value from an error log (`fixer fix`, `fixer diagnose`): the first match's capture named like the variable. They name a value, not a cause: they never make diagnose choose this playbook."
                         }
                     }
                 }
@@ -170,6 +299,8 @@ impl Vars {
                     let mut value = None;
                     let mut sensitive = false;
                     let mut choices = None;
+                    let mut discover = Vec::new();
+                    let mut from_log = Vec::new();
                     for (tk, tv) in t.iter() {
                         let sub = Some(format!("vars.{}.{}", k.get_ref(), tk.get_ref()));
                         match (tk.get_ref().as_ref(), tv.get_ref()) {
@@ -207,12 +338,60 @@ impl Vars {
                                     "`choices` is a non-empty array of the values allowed",
                                 ))
                             }
+                            ("discover", DeValue::String(fact)) => {
+                                crate::discover::check_fact(fact)
+                                    .map_err(|m| source.error(&tv.span(), sub, m))?;
+                                discover = vec![fact.to_string()];
+                            }
+                            ("discover", DeValue::Array(items)) if !items.is_empty() => {
+                                for item in items {
+                                    let DeValue::String(fact) = item.get_ref() else {
+                                        return Err(source.error(
+                                            &item.span(),
+                                            sub,
+                                            "each fact is a string",
+                                        ));
+                                    };
+                                    crate::discover::check_fact(fact).map_err(|m| {
+                                        source.error(&item.span(), sub.clone(), m)
+                                    })?;
+                                    discover.push(fact.to_string());
+                                }
+                            }
+                            ("discover", _) => {
+                                return Err(source.error(
+                                    &tv.span(),
+                                    sub,
+                                    "`discover` names a fact of the target, or a list of them tried in order",
+                                ))
+                            }
+                            ("from_log", DeValue::Array(items)) if !items.is_empty() => {
+                                for item in items {
+                                    let DeValue::String(p) = item.get_ref() else {
+                                        return Err(source.error(
+                                            &item.span(),
+                                            sub,
+                                            "each `from_log` pattern is a string",
+                                        ));
+                                    };
+                                    from_log.push(log_pattern(p, k.get_ref()).map_err(|m| {
+                                        source.error(&item.span(), sub.clone(), m)
+                                    })?);
+                                }
+                            }
+                            ("from_log", _) => {
+                                return Err(source.error(
+                                    &tv.span(),
+                                    sub,
+                                    "`from_log` is a non-empty array of regular expressions",
+                                ))
+                            }
                             (other, _) => {
                                 return Err(source.error(
                                     &tk.span(),
                                     sub,
                                     format!(
-                                        "unknown field `{other}`, expected `value`, `sensitive` or `choices`"
+                                        "unknown field `{other}`, expected `value`, `sensitive`, `choices`, `discover` or `from_log`"
                                     ),
                                 ))
                             }
@@ -221,10 +400,21 @@ impl Vars {
                     let value = value.ok_or_else(|| {
                         source.error(&v.span(), field.clone(), "missing field `value`")
                     })?;
+                    if sensitive && (!from_log.is_empty() || !discover.is_empty()) {
+                        return Err(source.error(
+                            &v.span(),
+                            field.clone(),
+                            "a sensitive variable cannot be read from a log or the target: \
+                             fixer prints where each value came from",
+                        ));
+                    }
                     let var = Var {
                         value,
                         sensitive,
                         choices,
+                        origin: Origin::Default,
+                        discover,
+                        from_log,
                     };
                     var.check().map_err(|m| {
                         let at = t
@@ -239,6 +429,9 @@ impl Vars {
                     value: scalar(other).ok_or_else(|| source.error(&v.span(), field, SHAPE))?,
                     sensitive: false,
                     choices: None,
+                    origin: Origin::Default,
+                    discover: Vec::new(),
+                    from_log: Vec::new(),
                 },
             };
             map.insert(k.get_ref().to_string(), var);
@@ -249,9 +442,20 @@ impl Vars {
     /// Apply `--vars FILE`s, then `--var`s. Only declared variables may be
     /// overridden: a typo would otherwise silently leave the default in place.
     pub fn apply_overrides(&mut self, o: &Overrides) -> Result<(), Error> {
+        for f in &o.found {
+            if let Some(var) = self.map.get_mut(&f.name) {
+                var.value = var
+                    .coerce(f.value.clone())
+                    .map_err(|m| Error::Usage(format!("`{}` ({}): {m}", f.name, f.origin)))?;
+                var.origin = f.origin.clone();
+                var.check()
+                    .map_err(|m| Error::Usage(format!("`{}` ({}): {m}", f.name, f.origin)))?;
+            }
+        }
         for (k, v) in &o.inventory {
             if let Some(var) = self.map.get_mut(k) {
                 var.value = v.clone();
+                var.origin = Origin::Inventory;
                 var.check()
                     .map_err(|m| Error::Usage(format!("inventory variable `{k}`: {m}")))?;
             }
@@ -262,16 +466,21 @@ impl Vars {
             for (k, v) in table.get_ref().iter() {
                 let value = scalar(v.get_ref())
                     .ok_or_else(|| src.error(&v.span(), Some(k.get_ref().to_string()), SHAPE))?;
-                self.set(k, value, |msg| {
+                let origin = Origin::File { path: file.clone() };
+                self.set(k, value, origin, o.partial, |msg| {
                     src.error(&k.span(), Some(k.get_ref().to_string()), msg)
                 })?;
             }
         }
         for (k, v) in &o.values {
             let name = Spanned::new(0..0, std::borrow::Cow::Borrowed(k.as_str()));
-            self.set(&name, Value::String(v.clone()), |msg| {
-                Error::Usage(format!("--var {k}: {msg}"))
-            })?;
+            self.set(
+                &name,
+                Value::String(v.clone()),
+                Origin::Flag,
+                o.partial,
+                |msg| Error::Usage(format!("--var {k}: {msg}")),
+            )?;
         }
         Ok(())
     }
@@ -280,13 +489,17 @@ impl Vars {
         &mut self,
         name: &Spanned<std::borrow::Cow<'_, str>>,
         value: Value,
+        origin: Origin,
+        partial: bool,
         err: impl Fn(String) -> Error,
     ) -> Result<(), Error> {
         match self.map.get_mut(name.get_ref().as_ref()) {
             Some(var) => {
-                var.value = value;
+                var.value = var.coerce(value).map_err(&err)?;
+                var.origin = origin;
                 var.check().map_err(err)
             }
+            None if partial => Ok(()),
             None => Err(err(format!(
                 "variable `{}` is not declared in the playbook's [vars]{}",
                 name.get_ref(),
@@ -383,6 +596,23 @@ impl Vars {
     }
 }
 
+/// A `from_log` pattern: it compiles, and captures the variable's value.
+fn log_pattern(pattern: &str, name: &str) -> Result<regex::Regex, String> {
+    let re = regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 22)
+        .build()
+        .map_err(|e| format!("not a valid regular expression: {e}"))?;
+    if !re.capture_names().flatten().any(|n| n == name) {
+        return Err(format!(
+            "the pattern has no capture `(?P<{name}>...)` for the value of `{name}`"
+        ));
+    }
+    if re.is_match("") {
+        return Err("the pattern matches an empty text, so it would match every log".into());
+    }
+    Ok(re)
+}
+
 /// Replaces sensitive values with `********` in text meant for people or logs.
 #[derive(Clone, Debug, Default)]
 pub struct Masker {
@@ -398,6 +628,14 @@ impl Masker {
             }
         }
         out
+    }
+
+    /// Also mask what `other` masks.
+    pub fn extend(&mut self, other: &Masker) {
+        self.secrets.extend(other.secrets.iter().cloned());
+        self.secrets
+            .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        self.secrets.dedup();
     }
 
     /// Where the first sensitive value in `text` starts (a byte index).
@@ -453,6 +691,9 @@ mod tests {
             value,
             sensitive,
             choices: choices.as_array().cloned(),
+            origin: Origin::Default,
+            discover: Vec::new(),
+            from_log: Vec::new(),
         };
         let j = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
         assert!(var(j("\"1\""), j("[1.0, 2.5]"), false).check().is_ok());

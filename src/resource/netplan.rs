@@ -72,6 +72,13 @@ struct Spec {
     /// The netplan binary (default `netplan` from `PATH`).
     #[serde(default = "default_netplan")]
     netplan: String,
+    /// Merge into the file as it is instead of replacing it: the keys the
+    /// template (or table) sets replace the file's (a list whole), every
+    /// other key stays, such as an interface's `match` and `set-name` or
+    /// other interfaces. The file is then written from the merged data
+    /// (its comments are not kept).
+    #[serde(default)]
+    merge: bool,
 }
 
 fn default_netplan() -> String {
@@ -86,6 +93,25 @@ struct Netplan {
     /// The same, as data.
     data: Value,
     netplan: String,
+    merge: bool,
+}
+
+/// `over` merged into `base`: mappings key by key, anything else replaced.
+fn merged(base: &Value, over: &Value) -> Value {
+    match (base, over) {
+        (Value::Mapping(b), Value::Mapping(o)) => {
+            let mut out = b.clone();
+            for (k, v) in o {
+                let next = match b.get(k) {
+                    Some(old) => merged(old, v),
+                    None => v.clone(),
+                };
+                out.insert(k.clone(), next);
+            }
+            Value::Mapping(out)
+        }
+        _ => over.clone(),
+    }
 }
 
 fn build(value: Spanned<DeValue<'_>>, b: &Build<'_>) -> Result<Box<dyn Resource>, Error> {
@@ -145,6 +171,7 @@ fn build(value: Spanned<DeValue<'_>>, b: &Build<'_>) -> Result<Box<dyn Resource>
         text,
         data,
         netplan: spec.netplan,
+        merge: spec.merge,
     }))
 }
 
@@ -183,7 +210,12 @@ fn render(v: &Value) -> Vec<u8> {
 impl Netplan {
     /// Run `netplan generate` on a scratch root holding the target's netplan
     /// files with ours in place; netplan's warnings come back as notes.
-    fn validate(&self, host: &dyn Host, target: &std::path::Path) -> Result<Vec<String>, Error> {
+    fn validate(
+        &self,
+        host: &dyn Host,
+        target: &std::path::Path,
+        text: &str,
+    ) -> Result<Vec<String>, Error> {
         let scratch = host.scratch().on(host)?;
         for dir in DIRS {
             let dir = std::path::Path::new(dir);
@@ -207,7 +239,7 @@ impl Netplan {
             }
         }
         scratch
-            .write(&target.display().to_string()[1..], self.text.as_bytes())
+            .write(&target.display().to_string()[1..], text.as_bytes())
             .on(host)?;
         let cmd = Cmd {
             argv: vec![
@@ -277,7 +309,23 @@ impl Resource for Netplan {
     fn plan(&self, host: &dyn Host, cx: &Context) -> Result<Delta, Error> {
         let path = self.path.resolve(cx);
         let before = read_regular_file(host, &path)?;
-        let warnings = self.validate(host, &path)?;
+        let current: Option<Value> = before.as_ref().and_then(|(bytes, _)| {
+            std::str::from_utf8(bytes)
+                .ok()
+                .and_then(|t| serde_yaml_ng::from_str(t).ok())
+        });
+        // What the file will hold: ours, or ours merged into what it has.
+        let (text, data) = match (&current, self.merge) {
+            (Some(cur), true) => {
+                let data = merged(cur, &self.data);
+                let text = serde_yaml_ng::to_string(&data).map_err(|e| {
+                    Error::Conflict(format!("{}: cannot merge: {e}", path.display()))
+                })?;
+                (text, data)
+            }
+            _ => (self.text.clone(), self.data.clone()),
+        };
+        let warnings = self.validate(host, &path, &text)?;
         let attrs = Attrs {
             mode: Some(0o600),
             uid: Some(0),
@@ -289,19 +337,16 @@ impl Resource for Netplan {
                 shown: None,
                 path,
                 before: None,
-                content: self.text.clone().into_bytes(),
+                content: text.into_bytes(),
                 attrs,
             }),
             Some((bytes, meta)) => {
-                let current: Option<Value> = std::str::from_utf8(&bytes)
-                    .ok()
-                    .and_then(|t| serde_yaml_ng::from_str(t).ok());
                 let wanted_attrs = Attrs {
                     mode: attrs.mode.filter(|m| *m != meta.mode),
                     uid: attrs.uid.filter(|u| *u != meta.uid),
                     gid: attrs.gid.filter(|g| *g != meta.gid),
                 };
-                if current.as_ref() == Some(&self.data) {
+                if current.as_ref() == Some(&data) {
                     if !wanted_attrs.is_empty() {
                         ops.push(Op::SetMeta {
                             path,
@@ -317,10 +362,10 @@ impl Resource for Netplan {
                         None => bytes.clone(),
                     };
                     ops.push(Op::Write {
-                        shown: Some((shown_before, render(&self.data))),
+                        shown: Some((shown_before, render(&data))),
                         path,
                         before: Some((bytes, meta)),
-                        content: self.text.clone().into_bytes(),
+                        content: text.into_bytes(),
                         attrs: wanted_attrs,
                     });
                 }

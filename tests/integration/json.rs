@@ -46,7 +46,8 @@ fn every_command_prints_the_documented_json() -> TestResult {
             "interrupted_runs",
             "playbook",
             "resources",
-            "summary"
+            "summary",
+            "values"
         ]
     );
     let change = &v["resources"][0];
@@ -79,7 +80,8 @@ fn every_command_prints_the_documented_json() -> TestResult {
             "resources",
             "run",
             "status",
-            "summary"
+            "summary",
+            "values"
         ]
     );
     assert_eq!(v["status"], "applied");

@@ -3,7 +3,9 @@
 
 mod apply;
 mod completions;
+mod compose;
 mod diagnose;
+mod discover;
 mod failures;
 #[cfg(feature = "failpoints")]
 mod faults;

@@ -78,7 +78,10 @@ fn static_dns_playbook_sets_nameservers() -> TestResult {
     require_netplan();
     let sb = Sandbox::new();
     let pb = shipped("netplan-static-dns.toml");
+    // An empty image: nothing to read the interface from.
     let args = [
+        "--var",
+        "interface=eth0",
         "--var",
         "address=10.1.2.3/24",
         "--var",

@@ -88,6 +88,7 @@ const EVERY_FIELD: &str = r#"
 [playbook]
 name = "every-field"
 description = "One of each resource type, with every field set somewhere."
+phase = "build"
 
 [vars]
 user = "deploy"
@@ -96,6 +97,7 @@ retries = 3
 debug = false
 token = { value = "s3cret", sensitive = true }
 level = { value = "warn", choices = ["warn", "fail"] }
+module = { value = "/srv/app", discover = ["module_root"], from_log = ['(?P<module>/\S+)/go\.mod'] }
 
 [[symptom]]
 pattern = 'unknown user (?P<user>[a-z]+)'
@@ -177,6 +179,7 @@ path = "/etc/netplan/60-fixer.yaml"
 template = "net.yaml.hbs"
 vars = { iface = "eth0" }
 netplan = "/usr/sbin/netplan"
+merge = true
 
 [[resource]]
 type = "netplan"
