@@ -15,7 +15,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use crate::diagnose::{Catalog, Log};
+use crate::diagnose::Catalog;
 use crate::error::Error;
 use crate::host::LocalHost;
 use crate::playbook::template::{shell_quote, Renderer};
@@ -578,12 +578,16 @@ fn catalog() -> Result<&'static Catalog, Violation> {
 
 /// Read the bytes as a log and diagnose it. Properties: diagnosis returns;
 /// every piece of evidence points at a line of the log and at a range of
-/// its text; confidences are in (0, 1]; the suggested command is read by
+/// its text; confidences are in [0, 1]; the suggested command is read by
 /// `sh` as `fixer plan PATH --var K=V...` with exactly the values found.
 pub fn diagnose(data: &[u8]) -> Checked {
     let catalog = catalog()?;
-    let log = Log::parse(data);
-    let d = crate::diagnose::diagnose(&log, catalog);
+    let d = match crate::diagnose::read(crate::diagnose::Input::Bytes(data), catalog) {
+        Ok(d) => d,
+        // A NUL early in the bytes: refused as binary, in words.
+        Err(crate::diagnose::ReadError::Binary(at)) if data.get(at) == Some(&0) => return Ok(()),
+        Err(e) => return violation(format!("cannot read the log: {e}")),
+    };
     if d.lines > data.iter().filter(|b| **b == b'\n').count() + 1 {
         return violation(format!(
             "{} lines in a log of {} newlines",
@@ -592,7 +596,7 @@ pub fn diagnose(data: &[u8]) -> Checked {
         ));
     }
     for r in &d.remedies {
-        if !(r.confidence > 0.0 && r.confidence <= 1.0) {
+        if !(0.0..=1.0).contains(&r.confidence) {
             return violation(format!("{}: confidence {}", r.playbook, r.confidence));
         }
         for e in &r.evidence {
@@ -608,7 +612,7 @@ pub fn diagnose(data: &[u8]) -> Checked {
             "plan".to_string(),
             r.path.display().to_string(),
         ];
-        for (k, v) in &r.vars {
+        for (k, v) in &r.vars() {
             expected.push("--var".into());
             expected.push(format!("{k}={v}"));
         }
@@ -616,7 +620,7 @@ pub fn diagnose(data: &[u8]) -> Checked {
         if sh_words(&line) != Some(expected) {
             return violation(format!(
                 "the command {line:?} does not carry the values {:?}",
-                r.vars
+                r.vars()
             ));
         }
     }

@@ -24,6 +24,7 @@ NEEDED+=(
   [ssh-keygen]=openssh-client
   [ssh]=openssh-client
   [unshare]=util-linux   # each sshd test host has its own mount namespace
+  [script]=bsdutils      # fixer fix asks on a terminal: script(1) gives it one
   [flock]=util-linux     # the lock on a remote target
   [sudo]=sudo            # --become on the sshd test hosts
   [npm]=npm              # installs taplo, the TOML engine of editors, to check the schema

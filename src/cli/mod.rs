@@ -156,6 +156,20 @@ enum Command {
         #[arg(long = "playbooks", value_name = "DIR")]
         playbooks: Vec<PathBuf>,
     },
+    /// Diagnose an error log, then plan the playbooks that fix it as one
+    /// plan on the target and, once confirmed, apply them as one run.
+    Fix {
+        /// The log (output of go, git or ssh), or - for stdin.
+        log: PathBuf,
+        /// Apply without asking. Without it, fixer asks on a terminal and
+        /// only plans elsewhere (or when the log comes on stdin).
+        #[arg(long)]
+        yes: bool,
+        /// Read playbooks' [[symptom]]s from DIR (repeatable) instead of the
+        /// shipped playbooks and ~/.config/fixer/playbooks.
+        #[arg(long = "playbooks", value_name = "DIR")]
+        playbooks: Vec<PathBuf>,
+    },
     /// Start a playbook from a shipped one (without NAME: list them).
     Init {
         /// The shipped playbook to start from, e.g. go-proxy-mirror.
@@ -378,6 +392,11 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
                 remote::Job::Prune(&policy)
             }
             Command::Diagnose { .. } => return Err(no_target_for_diagnose()),
+            Command::Fix {
+                log,
+                yes,
+                playbooks,
+            } => return fix_remote(&mut fleet, g, log, *yes, playbooks, p),
             Command::Completions { shell } => return completions(g, *shell),
             Command::Init { name, to } => return init(g, name.as_deref(), to.as_deref(), p),
             Command::Man { dir } => return man(g, dir.as_deref()),
@@ -469,6 +488,11 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
             Ok(0)
         }
         Command::Diagnose { log, playbooks } => diagnose(g, log, playbooks, p),
+        Command::Fix {
+            log,
+            yes,
+            playbooks,
+        } => fix(g, log, *yes, playbooks, p),
         Command::Completions { shell } => completions(g, *shell),
         Command::Init { name, to } => init(g, name.as_deref(), to.as_deref(), p),
         Command::Man { dir } => man(g, dir.as_deref()),
@@ -670,22 +694,15 @@ fn diagnose(g: &Global, log: &Path, dirs: &[PathBuf], p: &mut Printer) -> Result
                 .into(),
         ));
     }
-    let (name, bytes) = if log == Path::new("-") {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut buf).map_err(|source| {
-            Error::Read {
-                path: PathBuf::from("-"),
-                source,
-            }
-        })?;
-        ("standard input".to_string(), buf)
-    } else {
-        let bytes = std::fs::read(log).map_err(|source| Error::Read {
-            path: log.to_path_buf(),
-            source,
-        })?;
-        (log.display().to_string(), bytes)
-    };
+    let catalog = load_catalog(dirs)?;
+    let (name, diagnosis) = read_log(log, &catalog)?;
+    p.diagnosis(&name, &diagnosis, &catalog);
+    Ok(0)
+}
+
+/// The playbooks diagnose knows: `dirs`, or the shipped ones and the
+/// user's own.
+fn load_catalog(dirs: &[PathBuf]) -> Result<fixer::diagnose::Catalog, Error> {
     let catalog = if dirs.is_empty() {
         let home = LocalHost::new(None).home().ok();
         fixer::diagnose::Catalog::load(&fixer::diagnose::default_dirs(home.as_deref()), false)?
@@ -707,10 +724,167 @@ fn diagnose(g: &Global, log: &Path, dirs: &[PathBuf], p: &mut Printer) -> Result
             }
         )));
     }
-    let log = fixer::diagnose::Log::parse(&bytes);
-    let diagnosis = fixer::diagnose::diagnose(&log, &catalog);
-    p.diagnosis(&name, &log, &diagnosis, &catalog);
-    Ok(0)
+    Ok(catalog)
+}
+
+/// Read and diagnose the log at `log` (`-`: stdin), streamed.
+fn read_log(
+    log: &Path,
+    catalog: &fixer::diagnose::Catalog,
+) -> Result<(String, fixer::diagnose::Diagnosis), Error> {
+    let (name, input) = if log == Path::new("-") {
+        ("standard input".to_string(), fixer::diagnose::Input::Stdin)
+    } else {
+        (log.display().to_string(), fixer::diagnose::Input::Path(log))
+    };
+    let diagnosis = fixer::diagnose::read(input, catalog).map_err(|e| match e {
+        fixer::diagnose::ReadError::Io(source) => Error::Read {
+            path: log.to_path_buf(),
+            source,
+        },
+        other => Error::Usage(format!("{name}: {other}")),
+    })?;
+    Ok((name, diagnosis))
+}
+
+/// `fixer fix`: the playbooks the log calls for, as picks with the values
+/// it read (after what `fix` printed of the diagnosis). No remedy, or a
+/// log pointing two ways for a value nobody chose, is an error: nothing
+/// is planned.
+fn fix_picks(
+    g: &Global,
+    log: &Path,
+    dirs: &[PathBuf],
+    p: &mut Printer,
+) -> Result<Vec<Pick>, Error> {
+    let catalog = load_catalog(dirs)?;
+    let (name, d) = read_log(log, &catalog)?;
+    let chosen = d.chosen();
+    if chosen.is_empty() {
+        p.diagnosis(&name, &d, &catalog);
+        return Err(Error::Usage(format!(
+            "nothing to fix: no known remedy in {name}; nothing was planned or changed"
+        )));
+    }
+    let given = overrides(g)?;
+    for r in &chosen {
+        if let Some(c) = r
+            .conflicts
+            .iter()
+            .find(|c| !given.values.iter().any(|(k, _)| *k == c.name))
+        {
+            return Err(Error::Usage(format!(
+                "{name} points two ways for `{}`: line {} calls for {}={}, line {} for {}={}; \
+                 choose with --var {}=... (nothing was planned or changed)",
+                r.playbook, c.taken.1, c.name, c.taken.0, c.other.1, c.name, c.other.0, c.name
+            )));
+        }
+    }
+    p.fix_header(&name, &d);
+    Ok(chosen
+        .iter()
+        .map(|r| Pick {
+            path: r.path.clone(),
+            found: r
+                .values
+                .iter()
+                .map(|v| fixer::playbook::Found {
+                    name: v.name.clone(),
+                    value: serde_json::Value::String(v.value.clone()),
+                    origin: fixer::playbook::Origin::Log { line: v.line },
+                })
+                .collect(),
+            values: Vec::new(),
+        })
+        .collect())
+}
+
+/// Whether to apply what was just planned: `--yes`, or a "y" typed on a
+/// terminal. Off a terminal (or with the log on stdin, which is then not
+/// the person), only plan.
+fn confirmed(yes: bool, log: &Path, p: &Printer, question: &str) -> Result<bool, Error> {
+    if yes {
+        return Ok(true);
+    }
+    let stdin = std::io::stdin();
+    if log == Path::new("-") || !stdin.is_terminal() || !std::io::stdout().is_terminal() {
+        p.result("Planned only: run again with --yes to apply it.");
+        return Ok(false);
+    }
+    print!("{question} [y/N] ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    stdin.read_line(&mut answer).map_err(|source| Error::Read {
+        path: PathBuf::from("-"),
+        source,
+    })?;
+    let yes = matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes");
+    if !yes {
+        p.result("Not applied.");
+    }
+    Ok(yes)
+}
+
+/// `fixer fix LOG` on this machine (or `--root`): one plan, shown once,
+/// then one run, confirmed by the playbooks' probes.
+fn fix(g: &Global, log: &Path, yes: bool, dirs: &[PathBuf], p: &mut Printer) -> Result<u8, Error> {
+    if p.format() == Format::Json {
+        p.gather_json();
+    }
+    let result = (|| {
+        let picked = fix_picks(g, log, dirs, p)?;
+        let host = host(g.root.as_deref())?;
+        let pb = load(&picked, g, Some(&host))?;
+        let outcome = plan_and_print(&pb, &host, p)?;
+        if !outcome.has_changes() {
+            p.result("Nothing to change: the target already matches these playbooks; if the error persists, its cause is elsewhere.");
+            return Ok(0);
+        }
+        let question = format!("Apply these changes to {}?", fixer::host::Host::name(&host));
+        if !confirmed(yes, log, p, &question)? {
+            return Ok(if g.detailed_exitcode { 2 } else { 0 });
+        }
+        // Exactly what was shown: a target that changed since is refused.
+        apply_and_print(&pb, &host, Some(&outcome.fingerprint), p)
+    })();
+    if p.format() == Format::Json {
+        p.emit_gathered(&["diagnosis", "plan", "apply"]);
+    }
+    result
+}
+
+/// `fixer fix LOG --host ...`: diagnosed once here, planned on every host
+/// with each host's own values, then (confirmed) applied on every host.
+fn fix_remote(
+    fleet: &mut remote::Fleet,
+    g: &Global,
+    log: &Path,
+    yes: bool,
+    dirs: &[PathBuf],
+    p: &mut Printer,
+) -> Result<u8, Error> {
+    let picked = fix_picks(g, log, dirs, p)?;
+    load(&picked, g, None)?;
+    if !yes {
+        let asked_for_changes = fleet.detailed_exitcode;
+        fleet.detailed_exitcode = true;
+        let code = fleet.run(&remote::Job::Plan { picks: &picked });
+        fleet.detailed_exitcode = asked_for_changes;
+        match code {
+            2 => {}
+            0 => return Ok(0),
+            other => return Ok(other),
+        }
+        let question = format!("Apply these changes to {} hosts?", fleet.members.len());
+        if !confirmed(false, log, p, &question)? {
+            return Ok(if g.detailed_exitcode { 2 } else { 0 });
+        }
+    }
+    fleet.cancel = cancel_on_signals(p);
+    Ok(fleet.run(&remote::Job::Apply {
+        picks: &picked,
+        dry_run: false,
+    }))
 }
 
 /// Commands about fixer itself refuse target options rather than ignore

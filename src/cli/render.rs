@@ -57,6 +57,8 @@ pub struct Printer {
     /// How commands the user is told to run name the target
     /// (`--host web1`); `None` for the local machine.
     target_flag: Option<String>,
+    /// JSON documents kept to be printed as one (`fixer fix`).
+    gathered: Option<std::cell::RefCell<Vec<Value>>>,
 }
 
 #[derive(Default)]
@@ -88,7 +90,31 @@ impl Printer {
             header: Value::Null,
             buffer: None,
             target_flag: None,
+            gathered: None,
         }
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Keep each JSON document instead of printing it (see [`Self::emit_gathered`]).
+    pub fn gather_json(&mut self) {
+        self.gathered = Some(Default::default());
+    }
+
+    /// Print the documents kept as one, under `keys` in order (a missing
+    /// one is null): `{"diagnosis": ..., "plan": ..., "apply": ...}`.
+    pub fn emit_gathered(&mut self, keys: &[&str]) {
+        let Some(docs) = self.gathered.take() else {
+            return;
+        };
+        let mut docs = docs.into_inner().into_iter();
+        let mut out = serde_json::Map::new();
+        for k in keys {
+            out.insert((*k).to_string(), docs.next().unwrap_or(Value::Null));
+        }
+        self.emit_json(&Value::Object(out));
     }
 
     /// A printer for one remote host: output is kept until [`Self::take`].
@@ -168,6 +194,12 @@ impl Printer {
     }
 
     fn emit_json(&self, v: &Value) {
+        if let Some(g) = &self.gathered {
+            let masked = serde_json::from_str(&self.masker.mask(&v.to_string()))
+                .unwrap_or_else(|_| v.clone());
+            g.borrow_mut().push(masked);
+            return;
+        }
         if let Some(b) = &self.buffer {
             // Masked like everything printed.
             let masked = serde_json::from_str(&self.masker.mask(&v.to_string()))

@@ -127,7 +127,7 @@ impl Pick {
     }
 }
 
-const SECTIONS: &str = "playbook, vars, symptom, resource, handler";
+const SECTIONS: &str = "playbook, vars, symptom, counter, resource, handler";
 
 fn take<'i>(table: &mut DeTable<'i>, key: &str) -> Option<(Spanned<String>, Spanned<DeValue<'i>>)> {
     let k = table
@@ -217,7 +217,8 @@ impl Playbook {
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
 
         check_discovered(&source, &whole, &vars)?;
-        let symptoms = symptom::declare_all(&source, &whole, &vars)?;
+        let counters = symptom::declare_counters(&source, &whole)?;
+        let symptoms = symptom::declare_all(&source, &whole, &vars, &counters)?;
 
         // Handlers first, so a resource's `notify` can be checked where it is written.
         let handlers = declare_all(&source, &whole, "handler", &dir, &renderer, &[])?;

@@ -166,6 +166,7 @@ pub fn json_schema() -> Value {
     let mut g = generator();
     let header = Value::Object(object(g.subschema_for::<super::Header>()));
     let symptom = Value::Object(object(g.subschema_for::<super::symptom::Decl>()));
+    let counter = Value::Object(object(g.subschema_for::<super::symptom::CounterDecl>()));
     let mut definitions = Map::new();
     let mut dispatch = Vec::new();
     for kind in KINDS {
@@ -199,6 +200,11 @@ pub fn json_schema() -> Value {
                 "type": "array",
                 "description": "`[[symptom]]`: what an error log looks like when this playbook is the fix.",
                 "items": symptom,
+            },
+            "counter": {
+                "type": "array",
+                "description": "`[[counter]]`: counter-evidence against every symptom of this playbook: a line that, anywhere in the log, says the fix is something else.",
+                "items": counter,
             },
             "resource": {
                 "type": "array",

@@ -25,6 +25,42 @@ pub struct Symptom {
     pub confidence: f64,
     /// Fixed `--var` values this symptom implies, besides its captures.
     pub vars: BTreeMap<String, String>,
+    /// What in a log says otherwise: its own and the playbook's `[[counter]]`s.
+    pub counters: Vec<Counter>,
+    /// Names a fix needed besides whatever else explains its line.
+    pub also: bool,
+}
+
+/// Counter-evidence: a line that, anywhere in the log, makes a symptom
+/// less likely to mean this playbook is the fix, or not at all.
+#[derive(Debug, Clone)]
+pub struct Counter {
+    pub pattern: String,
+    pub regex: regex::Regex,
+    pub description: Option<String>,
+    /// The symptom's confidence is multiplied by this; 0 vetoes it.
+    pub factor: f64,
+}
+
+/// Counter-evidence against a symptom (`[[symptom.counter]]`), or against
+/// every symptom of the playbook (`[[counter]]`): a line anywhere in the
+/// log saying the fix is something else (`remote: Repository not found`:
+/// the module does not exist, no credential will fetch it).
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CounterDecl {
+    /// A regular expression, matched against every line of the log as a
+    /// symptom's is.
+    #[schemars(length(min = 1))]
+    pattern: String,
+    /// Why it speaks against the playbook, shown when it counts.
+    #[serde(default)]
+    description: Option<String>,
+    /// What a match multiplies the symptom's confidence by: 0 (the
+    /// default) vetoes it, 0.5 halves it.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 1))]
+    factor: Option<f64>,
 }
 
 /// What an error log looks like when this playbook is the fix. `fixer
@@ -71,6 +107,99 @@ pub(super) struct Decl {
     /// confident one's are not counted.
     #[serde(default)]
     vars: BTreeMap<String, String>,
+    /// This symptom names a fix needed besides whatever else explains its
+    /// line: a private module fetched through the public proxy needs
+    /// GOPRIVATE even once DNS works. `fixer fix` then applies this
+    /// playbook too, and diagnose lists it as also needed.
+    #[serde(default)]
+    also: bool,
+    /// Counter-evidence against this symptom (`[[symptom.counter]]`).
+    #[serde(default)]
+    counter: Vec<CounterDecl>,
+}
+
+/// A regular expression of a symptom or counter: compiles, bounded,
+/// matches no empty text.
+fn compile(
+    source: &Source,
+    pattern: &str,
+    span: &std::ops::Range<usize>,
+    field: String,
+) -> Result<regex::Regex, Error> {
+    let regex = regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 22)
+        .build()
+        .map_err(|e| {
+            source.error(
+                span,
+                Some(field.clone()),
+                format!("not a valid regular expression: {e}"),
+            )
+        })?;
+    if regex.is_match("") {
+        return Err(source.error(
+            span,
+            Some(field),
+            "the pattern matches an empty text, so it would match every log",
+        ));
+    }
+    Ok(regex)
+}
+
+fn counters(
+    source: &Source,
+    decls: Vec<CounterDecl>,
+    items: Option<&[toml::Spanned<DeValue<'_>>]>,
+    prefix: &str,
+) -> Result<Vec<Counter>, Error> {
+    let mut out = Vec::new();
+    for (j, d) in decls.into_iter().enumerate() {
+        let item = items.and_then(|i| i.get(j));
+        let at = |key: &str| {
+            item.and_then(|it| it.get_ref().as_table())
+                .and_then(|t| t.iter().find(|(k, _)| k.get_ref() == key))
+                .map_or(item.map_or(0..0, |it| it.span()), |(_, v)| v.span())
+        };
+        let field = format!("{prefix}[{j}]");
+        let regex = compile(
+            source,
+            &d.pattern,
+            &at("pattern"),
+            format!("{field}.pattern"),
+        )?;
+        let factor = d.factor.unwrap_or(0.0);
+        if !(0.0..=1.0).contains(&factor) {
+            return Err(source.error(
+                &at("factor"),
+                Some(format!("{field}.factor")),
+                format!("factor must be from 0 (vetoes) to 1, not {factor}"),
+            ));
+        }
+        out.push(Counter {
+            pattern: d.pattern,
+            regex,
+            description: d.description,
+            factor,
+        });
+    }
+    Ok(out)
+}
+
+/// The playbook's `[[counter]]`s: counter-evidence against all its symptoms.
+pub(super) fn declare_counters(
+    source: &Source,
+    whole: &DeTable<'_>,
+) -> Result<Vec<Counter>, Error> {
+    let items = super::array_of_tables(source, whole, "counter")?;
+    let mut decls = Vec::new();
+    for item in &items {
+        decls.push(
+            CounterDecl::deserialize(toml::de::ValueDeserializer::from((*item).clone()))
+                .map_err(|e| source.toml_error(&e, Some(whole), ""))?,
+        );
+    }
+    let spanned: Vec<toml::Spanned<DeValue<'_>>> = items.into_iter().cloned().collect();
+    counters(source, decls, Some(spanned.as_slice()), "counter")
 }
 
 /// Read and check every `[[symptom]]`: the pattern compiles, its named
@@ -79,6 +208,7 @@ pub(super) fn declare_all(
     source: &Source,
     whole: &DeTable<'_>,
     vars: &Vars,
+    playbook_counters: &[Counter],
 ) -> Result<Vec<Symptom>, Error> {
     let mut out = Vec::new();
     for (i, item) in super::array_of_tables(source, whole, "symptom")?
@@ -97,23 +227,12 @@ pub(super) fn declare_all(
         };
         let decl = Decl::deserialize(toml::de::ValueDeserializer::from(item.clone()))
             .map_err(|e| source.toml_error(&e, Some(whole), ""))?;
-        let regex = regex::RegexBuilder::new(&decl.pattern)
-            .size_limit(1 << 22)
-            .build()
-            .map_err(|e| {
-                source.error(
-                    &at("pattern"),
-                    Some(format!("{prefix}.pattern")),
-                    format!("not a valid regular expression: {e}"),
-                )
-            })?;
-        if regex.is_match("") {
-            return Err(source.error(
-                &at("pattern"),
-                Some(format!("{prefix}.pattern")),
-                "the pattern matches an empty text, so it would match every log",
-            ));
-        }
+        let regex = compile(
+            source,
+            &decl.pattern,
+            &at("pattern"),
+            format!("{prefix}.pattern"),
+        )?;
         for name in regex.capture_names().flatten() {
             match vars.get(name) {
                 None => {
@@ -181,6 +300,20 @@ pub(super) fn declare_all(
                 format!("confidence must be more than 0 and at most 1, not {confidence}"),
             ));
         }
+        let counter_items = table
+            .iter()
+            .find(|(k, _)| k.get_ref() == "counter")
+            .and_then(|(_, v)| match v.get_ref() {
+                DeValue::Array(items) => Some(&items[..]),
+                _ => None,
+            });
+        let mut all = counters(
+            source,
+            decl.counter,
+            counter_items,
+            &format!("{prefix}.counter"),
+        )?;
+        all.extend(playbook_counters.iter().cloned());
         out.push(Symptom {
             pattern: decl.pattern,
             regex,
@@ -188,6 +321,8 @@ pub(super) fn declare_all(
             category: decl.category,
             confidence,
             vars: decl.vars,
+            counters: all,
+            also: decl.also,
         });
     }
     Ok(out)

@@ -152,14 +152,21 @@ fn diagnose_and_init_print_the_documented_json() -> TestResult {
     assert_eq!(
         keys(&v["remedies"][0]),
         [
+            "against",
+            "also",
+            "answers",
             "category",
+            "chosen",
             "command",
             "confidence",
+            "conflicts",
             "defaults",
             "description",
+            "discovered",
             "evidence",
             "path",
             "playbook",
+            "values",
             "vars"
         ]
     );

@@ -9,6 +9,7 @@ mod discover;
 mod failures;
 #[cfg(feature = "failpoints")]
 mod faults;
+mod fix;
 mod go_proxy;
 mod gotools;
 mod init;

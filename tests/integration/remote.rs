@@ -1084,3 +1084,52 @@ fn remote_clean_refuses_a_strangers_symlink() -> TestResult {
     assert!(host.fs("/srv/realgo/again").exists());
     Ok(())
 }
+
+/// `fixer fix` on remote hosts: diagnosed once on the controller, planned
+/// on each host with that host's own values, applied with --yes.
+#[test]
+fn fix_diagnoses_here_and_fixes_each_host() -> TestResult {
+    let client = Client::new();
+    let hosts: Vec<TestHost> = (0..2).map(|_| TestHost::start(&client)).collect();
+    for h in &hosts {
+        client.trust(h);
+    }
+    let log = client.home.path().join("go.log");
+    std::fs::write(
+        &log,
+        "fatal: could not read Username for 'https://git.corp.example': terminal prompts disabled\n",
+    )?;
+    let log = log.display().to_string();
+    let mut args = vec!["fix".to_string(), log.clone()];
+    for h in &hosts {
+        args.push("--host".into());
+        args.push(h.spec());
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    // Off a terminal: each host's plan, nothing applied.
+    let out = client.fixer(&argv).output()?;
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains("private_host  git.corp.example  log line 1"),
+        "{all}"
+    );
+    assert!(all.contains("Planned only: run again with --yes"), "{all}");
+    for h in &hosts {
+        assert!(!h.fs("/root/.gitconfig").exists());
+    }
+    let mut yes = argv.clone();
+    yes.push("--yes");
+    let out = client.fixer(&yes).output()?;
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("2 hosts: 2 ok, 0 failed."), "{all}");
+    for h in &hosts {
+        assert!(
+            std::fs::read_to_string(h.fs("/root/.gitconfig"))?.contains("git@git.corp.example:")
+        );
+        assert!(std::fs::read_to_string(h.fs("/root/.config/go/env"))?
+            .contains("GOPRIVATE=git.corp.example"));
+    }
+    Ok(())
+}

@@ -105,6 +105,16 @@ description = "a user name in the log"
 category = "auth"
 confidence = 0.8
 vars = { via = "ssh-{{user}}" }
+also = true
+
+[[symptom.counter]]
+pattern = 'user [a-z]+ is locked'
+description = "a locked user is no mistake to fix"
+factor = 0.5
+
+[[counter]]
+pattern = 'not a real log'
+description = "said in tests"
 
 [[resource]]
 type = "file"
