@@ -284,6 +284,10 @@ const PAGES: &[(&str, &str)] = &[
         "benchmarks-diff.md",
         "FIXER_BENCH_WRITE_DOCS=1 cargo bench --bench diff",
     ),
+    (
+        "benchmarks-diagnose.md",
+        "FIXER_BENCH_WRITE_DOCS=1 cargo bench --bench diagnose",
+    ),
     ("benchmarks-fuzz.md", "benches/run.sh (its fuzzing step)"),
 ];
 

@@ -6,6 +6,7 @@ mod completions;
 mod compose;
 mod diagnose;
 mod discover;
+mod docs;
 mod failures;
 #[cfg(feature = "failpoints")]
 mod faults;
