@@ -22,20 +22,8 @@ use std::path::{Path, PathBuf};
 mod common;
 use common::Result;
 
-/// The playbook that fixes each category; `None`: no playbook does.
-fn expected(category: &str) -> Option<&'static str> {
-    match category {
-        "proxy_unreachable" => Some("go-proxy-mirror"),
-        "private_module" => Some("go-private-modules"),
-        "git_auth" => Some("git-ssh-rewrite"),
-        "checksum_mismatch" => Some("go-clean-modcache"),
-        "missing_go_sum" => Some("go-mod-tidy"),
-        "cache_permission" => Some("go-cache-permissions"),
-        "dns" => Some("netplan-static-dns"),
-        "no_route" => Some("netplan-dhcp"),
-        _ => None,
-    }
-}
+#[path = "../tests/integration/categories.rs"]
+mod categories;
 
 /// Why each miss is one, as read from the log and its thread: the lines
 /// that would tell the right answer are not in the log.
@@ -126,7 +114,7 @@ fn score(fixer: &Path, work: &Path, name: &'static str, dir: &Path) -> Result<Sc
         misses: Vec::new(),
     };
     for case in corpus(dir)? {
-        let want = expected(&case.category);
+        let want = categories::expected_playbook(&case.category)?;
         let got = answer(fixer, work, &case.log)?;
         s.logs += 1;
         if want.is_none() {

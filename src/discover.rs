@@ -309,25 +309,7 @@ fn list(v: Option<&Yaml>) -> Vec<String> {
 
 impl Netplan {
     fn read(host: &dyn Host) -> Result<Netplan, Error> {
-        let mut paths: Vec<PathBuf> = Vec::new();
-        for dir in ["/etc/netplan", "/run/netplan"] {
-            let dir = Path::new(dir);
-            if !host
-                .stat(dir)
-                .on(host)?
-                .is_some_and(|m| m.kind == FileKind::Dir)
-            {
-                continue;
-            }
-            for name in host.list(dir).on(host)? {
-                if name.ends_with(".yaml") {
-                    paths.push(dir.join(name));
-                }
-            }
-        }
-        // netplan reads files in name order across its folders; for one
-        // name, /run's wins over /etc's.
-        paths.sort_by(|a, b| a.file_name().cmp(&b.file_name()).then(a.cmp(b)));
+        let paths = crate::resource::netplan::yaml_files(host)?;
         let mut np = Netplan {
             ethernets: Vec::new(),
             invalid: Vec::new(),
@@ -611,6 +593,30 @@ mod tests {
         let shared = "network:\n  ethernets:\n    a:\n      dhcp4: true\n      routes: [{to: default, via: 1.2.3.4}]\n    b:\n      addresses: [10.1.0.2/24]\n";
         let (_d, host) = host_with(&[("/etc/netplan/01.yaml", shared)])?;
         assert!(matches!(fact(&host, "interface")?, Outcome::Value(v, _) if v == "a"));
+        Ok(())
+    }
+
+    #[test]
+    fn netplan_files_are_read_in_netplans_order() -> Result<(), Box<dyn std::error::Error>> {
+        // /lib's file of a name is replaced by /etc's, which /run's replaces;
+        // across names, the later name is read last.
+        let lib = "network:\n  ethernets:\n    lib0:\n      dhcp4: true\n";
+        let (_d, host) = host_with(&[
+            ("/lib/netplan/50-x.yaml", lib),
+            ("/etc/netplan/50-x.yaml", CLOUD),
+            ("/lib/netplan/10-y.yaml", lib),
+        ])?;
+        assert_eq!(
+            crate::resource::netplan::yaml_files(&host)?,
+            [
+                "/lib/netplan/10-y.yaml",
+                "/lib/netplan/50-x.yaml",
+                "/etc/netplan/50-x.yaml"
+            ]
+            .map(PathBuf::from)
+        );
+        let (_d, host) = host_with(&[("/lib/netplan/50-x.yaml", lib)])?;
+        assert!(matches!(fact(&host, "interface")?, Outcome::Value(v, _) if v == "lib0"));
         Ok(())
     }
 

@@ -12,7 +12,7 @@ mod git_config;
 mod git_url_rewrite;
 mod gitconfig;
 mod go_mod_tidy;
-mod netplan;
+pub(crate) mod netplan;
 pub use command::{exit_text, outcome_text};
 mod file;
 mod permissions;

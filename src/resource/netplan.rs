@@ -27,7 +27,32 @@ pub const KIND: Kind = Kind {
     schema: <Spec as schemars::JsonSchema>::json_schema,
 };
 
-const DIRS: [&str; 3] = ["/etc/netplan", "/run/netplan", "/lib/netplan"];
+/// Where netplan reads its YAML from, weakest first: for one file name,
+/// /run's replaces /etc's, which replaces /lib's.
+const DIRS: [&str; 3] = ["/lib/netplan", "/etc/netplan", "/run/netplan"];
+
+/// Every `.yaml` netplan would read on `host`, in netplan's order: by file
+/// name across the folders, and for one name the file that wins last.
+pub(crate) fn yaml_files(host: &dyn Host) -> Result<Vec<std::path::PathBuf>, Error> {
+    let mut paths = Vec::new();
+    for (rank, dir) in DIRS.iter().enumerate() {
+        let dir = std::path::Path::new(dir);
+        if !host
+            .stat(dir)
+            .on(host)?
+            .is_some_and(|m| m.kind == FileKind::Dir)
+        {
+            continue;
+        }
+        for name in host.list(dir).on(host)? {
+            if name.ends_with(".yaml") {
+                paths.push((rank, dir.join(name)));
+            }
+        }
+    }
+    paths.sort_by(|(ra, a), (rb, b)| a.file_name().cmp(&b.file_name()).then(ra.cmp(rb)));
+    Ok(paths.into_iter().map(|(_, p)| p).collect())
+}
 
 /// One netplan file, from a Handlebars template or an inline table.
 ///
@@ -217,25 +242,14 @@ impl Netplan {
         text: &str,
     ) -> Result<Vec<String>, Error> {
         let scratch = host.scratch().on(host)?;
-        for dir in DIRS {
-            let dir = std::path::Path::new(dir);
-            if !host
-                .stat(dir)
-                .on(host)?
-                .is_some_and(|m| m.kind == FileKind::Dir)
-            {
+        for p in yaml_files(host)? {
+            if p == target {
                 continue;
             }
-            for name in host.list(dir).on(host)? {
-                let p = dir.join(&name);
-                if p == target || !name.ends_with(".yaml") {
-                    continue;
-                }
-                if let Some((bytes, _)) = read_regular_file(host, &p)? {
-                    scratch
-                        .write(&p.display().to_string()[1..], &bytes)
-                        .on(host)?;
-                }
+            if let Some((bytes, _)) = read_regular_file(host, &p)? {
+                scratch
+                    .write(&p.display().to_string()[1..], &bytes)
+                    .on(host)?;
             }
         }
         scratch

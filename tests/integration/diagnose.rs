@@ -20,25 +20,6 @@ fn shipped() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks")
 }
 
-/// The playbook that answers each category (the diagnose issue); `None`:
-/// the answer must be "no known remedy".
-fn expected_playbook(category: &str) -> Result<Option<&'static str>, String> {
-    Ok(match category {
-        "proxy_unreachable" => Some("go-proxy-mirror"),
-        "private_module" => Some("go-private-modules"),
-        "git_auth" => Some("git-ssh-rewrite"),
-        "checksum_mismatch" => Some("go-clean-modcache"),
-        "missing_go_sum" => Some("go-mod-tidy"),
-        "cache_permission" => Some("go-cache-permissions"),
-        "dns" => Some("netplan-static-dns"),
-        "no_route" => Some("netplan-dhcp"),
-        // Every real case's fix was a tag, a commit or a go flag: nothing a
-        // host playbook changes. diagnose shows the lines, names no remedy.
-        "unknown_revision" | "other" => None,
-        other => return Err(format!("unknown category `{other}`")),
-    })
-}
-
 struct Case {
     path: PathBuf,
     category: String,
@@ -147,7 +128,7 @@ fn every_corpus_log_gets_the_playbook_of_its_category() -> TestResult {
         let file = case.path.file_name().and_then(|f| f.to_str()).unwrap_or("");
         let want = match KNOWN_MISSES.iter().find(|(f, _, _)| *f == file) {
             Some((_, answer, _)) => *answer,
-            None => expected_playbook(&case.category)?,
+            None => crate::categories::expected_playbook(&case.category)?,
         };
         // The log alone: the corpus header names the fix.
         let log = dir.path().join(file);

@@ -2,6 +2,7 @@
 //! tempdir roots. Nothing here touches this machine's /etc, /root or ~.
 
 mod apply;
+mod categories;
 mod completions;
 mod compose;
 mod diagnose;
