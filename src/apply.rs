@@ -274,6 +274,7 @@ fn apply_one(
     Ok(Change {
         id: d.id.clone(),
         kind: d.resource.kind(),
+        check: d.resource.is_check(),
         delta,
     })
 }

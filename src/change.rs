@@ -118,6 +118,8 @@ impl Delta {
 pub struct Change {
     pub id: String,
     pub kind: &'static str,
+    /// A check (a probe): it changes nothing, it passes or it does not.
+    pub check: bool,
     pub delta: Delta,
 }
 

@@ -75,6 +75,7 @@ fn plan_one(d: &Declared, host: &dyn Host, cx: &Context) -> Result<Change, Error
     Ok(Change {
         id: d.id.clone(),
         kind: d.resource.kind(),
+        check: d.resource.is_check(),
         delta,
     })
 }

@@ -122,6 +122,14 @@ enum Command {
         /// Show the plan instead of applying it.
         #[arg(long)]
         dry_run: bool,
+        /// On remote hosts, roll out batch by batch: sizes in hosts or
+        /// percent of all hosts, the last repeating (`1,10%,100%`, or `5`).
+        #[arg(long, value_name = "SIZES", conflicts_with = "dry_run")]
+        serial: Option<fixer::rollout::Serial>,
+        /// With --serial: stop the rollout once more than N hosts (or P% of
+        /// all hosts) failed or did not pass their probes [default: 0].
+        #[arg(long, value_name = "N|P%", requires = "serial")]
+        max_fail: Option<fixer::rollout::MaxFail>,
     },
     /// Undo the newest run not yet undone, or the named one.
     Rollback {
@@ -330,6 +338,7 @@ fn fleet(g: &Global) -> Result<Option<remote::Fleet>, Error> {
         cancel: None,
         detailed_exitcode: g.detailed_exitcode,
         confirm_timeout: std::time::Duration::from_secs(g.confirm_timeout),
+        rollout: None,
     }))
 }
 
@@ -361,7 +370,16 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
                 picked = picks(playbooks);
                 remote::Job::Plan { picks: &picked }
             }
-            Command::Apply { targets, dry_run } => {
+            Command::Apply {
+                targets,
+                dry_run,
+                serial,
+                max_fail,
+            } => {
+                fleet.rollout = serial.clone().map(|serial| remote::Rollout {
+                    serial,
+                    max_fail: max_fail.unwrap_or_default(),
+                });
                 if saved_plan(targets)?.is_some() {
                     return Err(Error::Usage(
                         "saved plans are not supported for remote hosts yet: apply the playbook"
@@ -424,7 +442,17 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
             }
             Ok(exit(&outcome))
         }
-        Command::Apply { targets, dry_run } => {
+        Command::Apply {
+            targets,
+            dry_run,
+            serial,
+            ..
+        } => {
+            if serial.is_some() {
+                return Err(Error::Usage(
+                    "--serial rolls out across remote hosts: give them with --host or -i".into(),
+                ));
+            }
             let (picked, root, expect) = match saved_plan(targets)? {
                 Some(saved) => {
                     let root = match (&g.root, &saved.root) {

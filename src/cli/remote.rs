@@ -18,6 +18,7 @@ use fixer::inventory::{self, Member};
 use fixer::journal::{Prune, Store};
 use fixer::plan;
 use fixer::playbook::{Overrides, Pick, Playbook};
+use fixer::rollout::{MaxFail, Serial};
 
 use super::render::{Printer, Verbosity};
 use super::Format;
@@ -50,14 +51,25 @@ pub struct Fleet {
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     pub detailed_exitcode: bool,
     pub confirm_timeout: Duration,
+    /// `apply --serial`: batch by batch, stopping at `--max-fail`.
+    pub rollout: Option<Rollout>,
+}
+
+pub struct Rollout {
+    pub serial: Serial,
+    pub max_fail: MaxFail,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Status {
     Ok,
     Changed,
+    /// Applied and kept, but a probe with `on_fail = "warn"` did not pass.
+    Unconfirmed,
     Failed,
     Unreachable,
+    /// A rollout stopped before this host's batch: nothing was done on it.
+    NotReached,
 }
 
 impl Status {
@@ -65,9 +77,27 @@ impl Status {
         match self {
             Status::Ok => "ok",
             Status::Changed => "changed",
+            Status::Unconfirmed => "unconfirmed",
             Status::Failed => "failed",
             Status::Unreachable => "unreachable",
+            Status::NotReached => "not reached",
         }
+    }
+
+    fn json(self) -> &'static str {
+        match self {
+            Status::NotReached => "not_reached",
+            other => other.label(),
+        }
+    }
+
+    /// What stops a rollout: a host that failed, or whose probes did not
+    /// all pass.
+    fn holds_back_a_rollout(self) -> bool {
+        matches!(
+            self,
+            Status::Failed | Status::Unreachable | Status::Unconfirmed
+        )
     }
 }
 
@@ -83,6 +113,18 @@ struct Report {
 }
 
 impl Report {
+    fn not_reached() -> Self {
+        Report {
+            status: Status::NotReached,
+            changed: None,
+            unchanged: None,
+            failed: 0,
+            rolled_back: None,
+            run: None,
+            error: None,
+        }
+    }
+
     fn failure(status: Status, error: String) -> Self {
         Report {
             status,
@@ -119,11 +161,7 @@ impl Fleet {
 
     fn one(&self, job: &Job<'_>, m: &Member, p: &mut Printer, tick: &dyn Fn(&str)) -> Report {
         // After Ctrl-C, hosts still waiting for a fork are left alone.
-        if self
-            .cancel
-            .as_ref()
-            .is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst))
-        {
+        if self.cancelled() {
             let e = Error::Cancelled;
             p.error(&e);
             return Report::failure(Status::Failed, e.to_string());
@@ -216,6 +254,7 @@ impl Fleet {
                 p.apply_header(&pb, &m.name);
                 let total = pb.resources.len();
                 let mut n = 0;
+                let mut unconfirmed = false;
                 let opts = ApplyOptions {
                     confirm_timeout: Some(self.confirm_timeout),
                     reconnect: Some(&|| {
@@ -228,6 +267,7 @@ impl Fleet {
                     Event::Resource(c) => {
                         n += 1;
                         tick(&format!("applied {n}/{total}"));
+                        unconfirmed |= c.check && !c.delta.warnings.is_empty();
                         p.change(c, true);
                     }
                     Event::Handler(c) => p.handler(c, true),
@@ -235,11 +275,19 @@ impl Fleet {
                 })?;
                 p.applied(&outcome, None);
                 let s = outcome.summary;
-                Ok(ok(
+                let report = ok(
                     s.add + s.change + s.remove,
                     s.unchanged,
                     (outcome.run.changes > 0).then(|| outcome.run.id.clone()),
-                ))
+                );
+                Ok(if unconfirmed {
+                    Report {
+                        status: Status::Unconfirmed,
+                        ..report
+                    }
+                } else {
+                    report
+                })
             }
             Job::Rollback { run, force } => {
                 tick("rolling back");
@@ -279,7 +327,8 @@ impl Fleet {
         }
     }
 
-    /// Run `job` on every member; the exit code.
+    /// Run `job` on every member (with a rollout, batch by batch); the
+    /// exit code.
     pub fn run(&self, job: &Job<'_>) -> u8 {
         let progress = (self.format == Format::Text && std::io::stderr().is_terminal())
             .then(indicatif::MultiProgress::new);
@@ -296,7 +345,133 @@ impl Fleet {
                 None => print(),
             }
         };
-        let reports = inventory::for_each(&self.members, self.forks, |_, m| {
+        let total = self.members.len();
+        let rollout = match job {
+            Job::Apply { dry_run: false, .. } => self.rollout.as_ref(),
+            _ => None,
+        };
+        let batches = rollout.map_or_else(|| vec![total], |r| r.serial.batches(total));
+        let mut reports: Vec<Report> = Vec::with_capacity(total);
+        let mut stopped: Option<String> = None;
+        for (b, &size) in batches.iter().enumerate() {
+            let start = reports.len();
+            let members = &self.members[start..start + size];
+            if rollout.is_some() {
+                let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+                match self.format {
+                    Format::Text => emit(&format!(
+                        "-- batch {} of {} ({} {}): {}\n",
+                        b + 1,
+                        batches.len(),
+                        size,
+                        if size == 1 { "host" } else { "hosts" },
+                        names.join(", ")
+                    )),
+                    Format::Json => emit(&format!(
+                        "{}\n",
+                        json!({"batch": b + 1, "of": batches.len(), "hosts": names})
+                    )),
+                }
+            }
+            reports.extend(self.batch(job, members, b + 1, rollout.is_some(), &emit, &progress));
+            let Some(r) = rollout else { continue };
+            if reports.len() == total {
+                break;
+            }
+            let held_back = reports
+                .iter()
+                .filter(|r| r.status.holds_back_a_rollout())
+                .count();
+            if self.cancelled() {
+                stopped = Some(format!(
+                    "Rollout stopped after batch {} of {}: interrupted.",
+                    b + 1,
+                    batches.len()
+                ));
+                break;
+            }
+            if r.max_fail.exceeded(held_back, total) {
+                stopped = Some(format!(
+                    "Rollout stopped after batch {} of {}: {} of {} hosts failed or did not pass their probes, more than --max-fail {} allows.",
+                    b + 1,
+                    batches.len(),
+                    held_back,
+                    total,
+                    r.max_fail
+                ));
+                break;
+            }
+        }
+        let reached = reports.len();
+        reports.extend((reached..total).map(|_| Report::not_reached()));
+        let reports: Vec<(&Member, Report)> = self.members.iter().zip(reports).collect();
+        if let Some(why) = &stopped {
+            let left: Vec<&str> = reports[reached..]
+                .iter()
+                .map(|(m, _)| m.name.as_str())
+                .collect();
+            match self.format {
+                Format::Text => {}
+                Format::Json => {
+                    for (m, _) in &reports[reached..] {
+                        emit(&format!(
+                            "{}\n",
+                            json!({"host": m.name, "status": Status::NotReached.json()})
+                        ));
+                    }
+                    emit(&format!(
+                        "{}\n",
+                        json!({"rollout": {"stopped": why, "not_reached": left}})
+                    ));
+                }
+            }
+        }
+        if self.format == Format::Text {
+            let mut table = summary_table(&reports);
+            if let Some(why) = &stopped {
+                let left: Vec<&str> = reports[reached..]
+                    .iter()
+                    .map(|(m, _)| m.name.as_str())
+                    .collect();
+                table.push_str(&format!(
+                    "{why}\nNot reached, untouched: {}.\n",
+                    left.join(", ")
+                ));
+            }
+            emit(&table);
+        }
+        let any_failed = stopped.is_some() || reports.iter().any(|(_, r)| r.failed > 0);
+        let any_changes = reports
+            .iter()
+            .any(|(_, r)| r.changed.is_some_and(|c| c > 0));
+        let planning = matches!(job, Job::Plan { .. } | Job::Apply { dry_run: true, .. });
+        if any_failed {
+            1
+        } else if planning && self.detailed_exitcode && any_changes {
+            2
+        } else {
+            0
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// Run `job` on `members`, `--forks` at a time, printing each host's
+    /// block (or JSON record) as it finishes.
+    fn batch(
+        &self,
+        job: &Job<'_>,
+        members: &[Member],
+        batch: usize,
+        rolling: bool,
+        emit: &(dyn Fn(&str) + Sync),
+        progress: &Option<indicatif::MultiProgress>,
+    ) -> Vec<Report> {
+        let reports = inventory::for_each(members, self.forks, |_, m| {
             let bar = progress.as_ref().map(|mp| {
                 let b = mp.add(indicatif::ProgressBar::new_spinner());
                 b.set_prefix(m.name.clone());
@@ -330,9 +505,9 @@ impl Fleet {
                     emit(&format!("{rule:=<72}\n{}\n", out.text));
                 }
                 Format::Json => {
-                    let record = json!({
+                    let mut record = json!({
                         "host": m.name,
-                        "status": report.status.label(),
+                        "status": report.status.json(),
                         "changed": report.changed,
                         "unchanged": report.unchanged,
                         "failed": report.failed,
@@ -341,39 +516,22 @@ impl Fleet {
                         "error": report.error,
                         "result": out.json.into_iter().next().unwrap_or(Value::Null),
                     });
+                    if rolling {
+                        record["batch"] = json!(batch);
+                    }
                     emit(&format!("{record}\n"));
                 }
             }
             report
         });
-        let reports: Vec<(&Member, Report)> = self
-            .members
-            .iter()
-            .zip(reports)
-            .map(|(m, r)| {
-                (
-                    m,
-                    r.unwrap_or_else(|| {
-                        Report::failure(Status::Failed, "internal error (panic)".into())
-                    }),
-                )
+        reports
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Report::failure(Status::Failed, "internal error (panic)".into())
+                })
             })
-            .collect();
-        if self.format == Format::Text {
-            emit(&summary_table(&reports));
-        }
-        let any_failed = reports.iter().any(|(_, r)| r.failed > 0);
-        let any_changes = reports
-            .iter()
-            .any(|(_, r)| r.changed.is_some_and(|c| c > 0));
-        let planning = matches!(job, Job::Plan { .. } | Job::Apply { dry_run: true, .. });
-        if any_failed {
-            1
-        } else if planning && self.detailed_exitcode && any_changes {
-            2
-        } else {
-            0
-        }
+            .collect()
     }
 }
 
@@ -404,12 +562,23 @@ fn summary_table(reports: &[(&Member, Report)]) -> String {
             r.failed
         ));
     }
+    let count = |s: Status| reports.iter().filter(|(_, r)| r.status == s).count();
     let failed = reports.iter().filter(|(_, r)| r.failed > 0).count();
-    t.push_str(&format!(
-        "{} hosts: {} ok, {} failed.\n",
+    let unconfirmed = count(Status::Unconfirmed);
+    let not_reached = count(Status::NotReached);
+    let mut line = format!(
+        "{} hosts: {} ok",
         reports.len(),
-        reports.len() - failed,
-        failed
-    ));
+        reports.len() - failed - unconfirmed - not_reached
+    );
+    if unconfirmed > 0 {
+        line.push_str(&format!(", {unconfirmed} unconfirmed"));
+    }
+    line.push_str(&format!(", {failed} failed"));
+    if not_reached > 0 {
+        line.push_str(&format!(", {not_reached} not reached"));
+    }
+    t.push_str(&line);
+    t.push_str(".\n");
     t
 }

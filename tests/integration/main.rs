@@ -25,6 +25,7 @@ mod prune;
 mod remote;
 mod resources;
 mod rollback;
+mod rollout;
 mod schema;
 mod secrets;
 mod sshd;
