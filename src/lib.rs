@@ -21,6 +21,7 @@ pub mod journal;
 pub mod plan;
 pub mod playbook;
 pub mod resource;
+pub mod results;
 pub mod rollout;
 pub mod scaffold;
 

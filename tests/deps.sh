@@ -27,6 +27,7 @@ NEEDED+=(
   [script]=bsdutils      # fixer fix asks on a terminal: script(1) gives it one
   [flock]=util-linux     # the lock on a remote target
   [sudo]=sudo            # --become on the sshd test hosts
+  [chromium]=chromium     # fixer report --html is looked at in headless Chromium
   [npm]=npm              # installs taplo, the TOML engine of editors, to check the schema
 )
 fi

@@ -3,6 +3,7 @@
 
 mod remote;
 mod render;
+mod report;
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use fixer::host::{Host as _, LocalHost};
 use fixer::journal::{Prune, Store};
 use fixer::plan::{self, SavedPlan};
 use fixer::playbook::{Overrides, Pick, Playbook};
+use fixer::results::{self, Record, Source};
 
 use render::{Printer, Verbosity};
 
@@ -82,6 +84,10 @@ struct Global {
     #[arg(long, default_value_t = 120, value_name = "SECS", global = true,
           value_parser = clap::value_parser!(u64).range(5..))]
     confirm_timeout: u64,
+    /// With apply or fix: add one JSON record per host and run to the
+    /// results store DIR (`fixer report DIR` reads it).
+    #[arg(long, value_name = "DIR", global = true)]
+    report_to: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -177,6 +183,15 @@ enum Command {
         /// shipped playbooks and ~/.config/fixer/playbooks.
         #[arg(long = "playbooks", value_name = "DIR")]
         playbooks: Vec<PathBuf>,
+    },
+    /// The fleet from a results store (`--report-to DIR`): each host's
+    /// last run, and whether it converged, drifted, fails or is behind.
+    Report {
+        /// The results store (a folder of JSON records).
+        store: PathBuf,
+        /// Also write a self-contained HTML page with a timeline of runs.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Start a playbook from a shipped one (without NAME: list them).
     Init {
@@ -339,11 +354,23 @@ fn fleet(g: &Global) -> Result<Option<remote::Fleet>, Error> {
         detailed_exitcode: g.detailed_exitcode,
         confirm_timeout: std::time::Duration::from_secs(g.confirm_timeout),
         rollout: None,
+        report_to: None,
     }))
 }
 
 fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
     let g = &cli.global;
+    if g.report_to.is_some()
+        && !matches!(
+            cli.command,
+            Command::Apply { dry_run: false, .. } | Command::Fix { .. }
+        )
+    {
+        return Err(Error::Usage(
+            "--report-to records runs: it goes with `fixer apply` (not --dry-run) or `fixer fix`"
+                .into(),
+        ));
+    }
     let exit = |outcome: &plan::Outcome| {
         if g.detailed_exitcode && outcome.has_changes() {
             2
@@ -416,13 +443,22 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
                 playbooks,
             } => return fix_remote(&mut fleet, g, log, *yes, playbooks, p),
             Command::Completions { shell } => return completions(g, *shell),
+            Command::Report { .. } => {
+                return Err(Error::Usage(
+                    "`fixer report` reads a results store: it takes no --root, --host or -i".into(),
+                ))
+            }
             Command::Init { name, to } => return init(g, name.as_deref(), to.as_deref(), p),
             Command::Man { dir } => return man(g, dir.as_deref()),
             Command::Schema { markdown } => return schema(g, *markdown),
         };
         // Bad input fails here, before any host is contacted.
         if let remote::Job::Plan { picks } | remote::Job::Apply { picks, .. } = &job {
-            load(picks, g, None)?;
+            let pb = load(picks, g, None)?;
+            fleet.report_to = g.report_to.clone().map(|store| remote::Reporting {
+                store,
+                playbooks: pb.parts.iter().map(|p| p.name.clone()).collect(),
+            });
         }
         return Ok(fleet.run(&job));
     }
@@ -486,7 +522,7 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
                 let outcome = plan_and_print(&pb, &host, p)?;
                 return Ok(exit(&outcome));
             }
-            apply_and_print(&pb, &host, expect.as_deref(), p)
+            apply_and_print(&pb, &host, expect.as_deref(), g.report_to.as_deref(), p)
         }
         Command::Rollback { run, force } => {
             let host = host(g.root.as_deref())?;
@@ -522,6 +558,10 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
             playbooks,
         } => fix(g, log, *yes, playbooks, p),
         Command::Completions { shell } => completions(g, *shell),
+        Command::Report { store, html } => {
+            refuse_target_options(g, "report")?;
+            report::report(store, html.as_deref(), p)
+        }
         Command::Init { name, to } => init(g, name.as_deref(), to.as_deref(), p),
         Command::Man { dir } => man(g, dir.as_deref()),
         Command::Schema { markdown } => schema(g, *markdown),
@@ -598,6 +638,7 @@ fn apply_and_print(
     pb: &Playbook,
     host: &LocalHost,
     expect: Option<&str>,
+    report_to: Option<&Path>,
     p: &mut Printer,
 ) -> Result<u8, Error> {
     p.apply_header(pb, &fixer::host::Host::name(host));
@@ -606,13 +647,45 @@ fn apply_and_print(
         cancel: cancel.as_deref(),
         ..Default::default()
     };
-    let outcome = apply::apply_with(pb, host, expect, &opts, &mut |ev| match ev {
-        Event::Resource(c) => p.change(c, true),
+    let started = std::time::SystemTime::now();
+    let mut unconfirmed = false;
+    let result = apply::apply_with(pb, host, expect, &opts, &mut |ev| match ev {
+        Event::Resource(c) => {
+            unconfirmed |= c.check && !c.delta.warnings.is_empty();
+            p.change(c, true)
+        }
         Event::Handler(c) => p.handler(c, true),
         Event::Note(text) => p.note(text),
-    })?;
-    p.applied(&outcome, host.root());
-    Ok(0)
+    });
+    if let Ok(outcome) = &result {
+        p.applied(outcome, host.root());
+    }
+    if let Some(store) = report_to {
+        let record = Record::start(&record_host(host), pb, Source::Push, started);
+        let record = match &result {
+            Ok(outcome) => record.applied(outcome, unconfirmed),
+            Err(e) => record.failed(results::Status::Failed, e),
+        };
+        if let Err(e) = results::Store::new(store).put(&record.ended(started)) {
+            p.warn(&format!(
+                "the run is done, but its result was not recorded: {e}"
+            ));
+        }
+    }
+    result.map(|_| 0)
+}
+
+/// This machine as the results store names it: its host name, and the
+/// image it acted on with --root.
+fn record_host(host: &LocalHost) -> String {
+    let name = nix::unistd::gethostname()
+        .ok()
+        .and_then(|n| n.into_string().ok())
+        .unwrap_or_else(|| "localhost".into());
+    match host.root() {
+        Some(root) => format!("{name} (root {})", root.display()),
+        None => name,
+    }
 }
 
 /// `fixer schema [--markdown]`: about the playbook format, no target.
@@ -873,7 +946,13 @@ fn fix(g: &Global, log: &Path, yes: bool, dirs: &[PathBuf], p: &mut Printer) -> 
             return Ok(if g.detailed_exitcode { 2 } else { 0 });
         }
         // Exactly what was shown: a target that changed since is refused.
-        apply_and_print(&pb, &host, Some(&outcome.fingerprint), p)
+        apply_and_print(
+            &pb,
+            &host,
+            Some(&outcome.fingerprint),
+            g.report_to.as_deref(),
+            p,
+        )
     })();
     if p.format() == Format::Json {
         p.emit_gathered(&["diagnosis", "plan", "apply"]);
@@ -892,7 +971,11 @@ fn fix_remote(
     p: &mut Printer,
 ) -> Result<u8, Error> {
     let picked = fix_picks(g, log, dirs, p)?;
-    load(&picked, g, None)?;
+    let pb = load(&picked, g, None)?;
+    fleet.report_to = g.report_to.clone().map(|store| remote::Reporting {
+        store,
+        playbooks: pb.parts.iter().map(|p| p.name.clone()).collect(),
+    });
     if !yes {
         let asked_for_changes = fleet.detailed_exitcode;
         fleet.detailed_exitcode = true;

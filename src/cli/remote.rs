@@ -18,6 +18,7 @@ use fixer::inventory::{self, Member};
 use fixer::journal::{Prune, Store};
 use fixer::plan;
 use fixer::playbook::{Overrides, Pick, Playbook};
+use fixer::results::{self, Record, Source, Status};
 use fixer::rollout::{MaxFail, Serial};
 
 use super::render::{Printer, Verbosity};
@@ -53,6 +54,14 @@ pub struct Fleet {
     pub confirm_timeout: Duration,
     /// `apply --serial`: batch by batch, stopping at `--max-fail`.
     pub rollout: Option<Rollout>,
+    /// `apply --report-to DIR`: one record per host into the store.
+    pub report_to: Option<Reporting>,
+}
+
+pub struct Reporting {
+    pub store: PathBuf,
+    /// The playbooks applied, by name, as every host's record names them.
+    pub playbooks: Vec<String>,
 }
 
 pub struct Rollout {
@@ -60,45 +69,17 @@ pub struct Rollout {
     pub max_fail: MaxFail,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Status {
-    Ok,
-    Changed,
-    /// Applied and kept, but a probe with `on_fail = "warn"` did not pass.
-    Unconfirmed,
-    Failed,
-    Unreachable,
-    /// A rollout stopped before this host's batch: nothing was done on it.
-    NotReached,
+/// What stops a rollout: a host that failed, or whose probes did not all
+/// pass.
+fn holds_back_a_rollout(s: Status) -> bool {
+    matches!(
+        s,
+        Status::Failed | Status::Unreachable | Status::Unconfirmed
+    )
 }
 
-impl Status {
-    fn label(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Changed => "changed",
-            Status::Unconfirmed => "unconfirmed",
-            Status::Failed => "failed",
-            Status::Unreachable => "unreachable",
-            Status::NotReached => "not reached",
-        }
-    }
-
-    fn json(self) -> &'static str {
-        match self {
-            Status::NotReached => "not_reached",
-            other => other.label(),
-        }
-    }
-
-    /// What stops a rollout: a host that failed, or whose probes did not
-    /// all pass.
-    fn holds_back_a_rollout(self) -> bool {
-        matches!(
-            self,
-            Status::Failed | Status::Unreachable | Status::Unconfirmed
-        )
-    }
+fn json_label(s: Status) -> Value {
+    serde_json::to_value(s).unwrap_or(Value::Null)
 }
 
 struct Report {
@@ -380,7 +361,7 @@ impl Fleet {
             }
             let held_back = reports
                 .iter()
-                .filter(|r| r.status.holds_back_a_rollout())
+                .filter(|r| holds_back_a_rollout(r.status))
                 .count();
             if self.cancelled() {
                 stopped = Some(format!(
@@ -404,6 +385,17 @@ impl Fleet {
         }
         let reached = reports.len();
         reports.extend((reached..total).map(|_| Report::not_reached()));
+        if rollout.is_some() {
+            let now = std::time::SystemTime::now();
+            let mut p = Printer::buffered(self.format, self.color, self.verbosity, String::new());
+            for (m, r) in self.members[reached..].iter().zip(&reports[reached..]) {
+                self.record(m, r, now, &mut p);
+            }
+            let out = p.take();
+            if self.format == Format::Text && !out.text.is_empty() {
+                emit(&out.text);
+            }
+        }
         let reports: Vec<(&Member, Report)> = self.members.iter().zip(reports).collect();
         if let Some(why) = &stopped {
             let left: Vec<&str> = reports[reached..]
@@ -416,7 +408,7 @@ impl Fleet {
                     for (m, _) in &reports[reached..] {
                         emit(&format!(
                             "{}\n",
-                            json!({"host": m.name, "status": Status::NotReached.json()})
+                            json!({"host": m.name, "status": json_label(Status::NotReached)})
                         ));
                     }
                     emit(&format!(
@@ -454,6 +446,34 @@ impl Fleet {
         }
     }
 
+    /// Put `report` in the results store, if one was given; a store that
+    /// cannot take it is a warning on the host's output, never a failure
+    /// of a run that is already done.
+    fn record(&self, m: &Member, report: &Report, started: std::time::SystemTime, p: &mut Printer) {
+        let Some(to) = &self.report_to else { return };
+        let record = Record {
+            schema: results::SCHEMA.into(),
+            host: m.name.clone(),
+            playbooks: to.playbooks.clone(),
+            commit: None,
+            source: Source::Push,
+            status: report.status,
+            changes: report.changed.map(|c| c as u64),
+            rolled_back: report.rolled_back,
+            run: report.run.clone(),
+            started: humantime::format_rfc3339_millis(started).to_string(),
+            duration_ms: 0,
+            error: report.error.clone(),
+            fixer: env!("CARGO_PKG_VERSION").into(),
+        }
+        .ended(started);
+        if let Err(e) = results::Store::new(&to.store).put(&record) {
+            p.warn(&format!(
+                "the run is done, but its result was not recorded: {e}"
+            ));
+        }
+    }
+
     fn cancelled(&self) -> bool {
         self.cancel
             .as_ref()
@@ -488,7 +508,11 @@ impl Fleet {
                 }
             };
             let mut p = Printer::buffered(self.format, self.color, self.verbosity, (self.flag)(m));
+            let started = std::time::SystemTime::now();
             let report = self.one(job, m, &mut p, &tick);
+            if let Job::Apply { dry_run: false, .. } = job {
+                self.record(m, &report, started, &mut p);
+            }
             if let Some(b) = bar {
                 b.finish_and_clear();
             }
@@ -507,7 +531,7 @@ impl Fleet {
                 Format::Json => {
                     let mut record = json!({
                         "host": m.name,
-                        "status": report.status.json(),
+                        "status": json_label(report.status),
                         "changed": report.changed,
                         "unchanged": report.unchanged,
                         "failed": report.failed,

@@ -193,6 +193,11 @@ impl Printer {
         let _ = writeln!(so, "{}", self.masker.mask(text));
     }
 
+    /// A command's one JSON document, as is.
+    pub fn document(&self, v: &Value) {
+        self.emit_json(v);
+    }
+
     fn emit_json(&self, v: &Value) {
         if let Some(g) = &self.gathered {
             let masked = serde_json::from_str(&self.masker.mask(&v.to_string()))

@@ -24,6 +24,7 @@ mod properties;
 mod prune;
 mod remote;
 mod resources;
+mod results;
 mod rollback;
 mod rollout;
 mod schema;

@@ -87,7 +87,9 @@ fn text(b: &[u8]) -> String {
 fn a_failure_stops_the_rollout_and_the_rest_is_untouched() -> TestResult {
     // Batches: [0], [1, 2], [3, 4]; host 1 fails in the second batch.
     let f = fleet(5, &[1])?;
-    let out = f.apply(PLAYBOOK, &["--serial", "1,2"]);
+    let store = f.client.home.path().join("results");
+    let to = store.display().to_string();
+    let out = f.apply(PLAYBOOK, &["--serial", "1,2", "--report-to", &to]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
     assert!(f.applied(0) && f.applied(2), "{stdout}");
@@ -132,6 +134,35 @@ fn a_failure_stops_the_rollout_and_the_rest_is_untouched() -> TestResult {
             f.hosts[4].spec()
         )),
         "{stdout}"
+    );
+
+    // The store has a record for every host, the ones not reached too.
+    let mut statuses = Vec::new();
+    for (i, h) in f.hosts.iter().enumerate() {
+        let dir = std::fs::read_dir(&store)?
+            .filter_map(Result::ok)
+            .find(|d| {
+                d.file_name()
+                    .to_string_lossy()
+                    .ends_with(&h.port.to_string())
+            })
+            .ok_or(format!("no records of host {i}"))?;
+        for r in std::fs::read_dir(dir.path())? {
+            let r: serde_json::Value = serde_json::from_slice(&std::fs::read(r?.path())?)?;
+            assert_eq!(r["host"], h.spec().as_str());
+            statuses.push(r["status"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    assert_eq!(
+        statuses,
+        ["changed", "failed", "changed", "not_reached", "not_reached"],
+        "{stdout}"
+    );
+    let out = f.client.fixer(&["report", &to]).output()?;
+    let report = text(&out.stdout);
+    assert!(
+        report.contains("5 hosts: 2 changed, 1 failing, 2 not reached."),
+        "{report}"
     );
 
     // Allowing one failure, the rollout goes on to the end; the failure
