@@ -20,6 +20,7 @@ pub mod inventory;
 pub mod journal;
 pub mod plan;
 pub mod playbook;
+pub mod pull;
 pub mod resource;
 pub mod results;
 pub mod rollout;

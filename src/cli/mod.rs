@@ -1,6 +1,7 @@
 //! Command-line definition and dispatch. Everything here parses arguments,
 //! calls the library, and prints; no engine logic.
 
+mod pull;
 mod remote;
 mod render;
 mod report;
@@ -184,6 +185,44 @@ enum Command {
         #[arg(long = "playbooks", value_name = "DIR")]
         playbooks: Vec<PathBuf>,
     },
+    /// Fetch a git repository of playbooks and apply them when the commit
+    /// is new or the host drifted; `--install-timer` makes systemd do it.
+    Pull {
+        /// The repository: a path, or a file://, https:// or ssh:// URL.
+        repo: String,
+        /// The branch to follow.
+        #[arg(long, default_value = "main")]
+        branch: String,
+        /// Only these playbooks, as paths inside the repository
+        /// (repeatable); default: every *.toml of its playbooks/ folder.
+        #[arg(long = "playbook", value_name = "PATH")]
+        playbooks: Vec<PathBuf>,
+        /// Apply only commits with an SSH signature by a key in FILE
+        /// (ssh-keygen's allowed signers format).
+        #[arg(long, value_name = "FILE")]
+        allowed_signers: Option<PathBuf>,
+        /// Write (and, on this machine, enable) a systemd service and timer
+        /// running this same pull.
+        #[arg(long)]
+        install_timer: bool,
+        /// With --install-timer: how often (a systemd time span).
+        #[arg(
+            long,
+            default_value = "15min",
+            value_name = "SPAN",
+            requires = "install_timer"
+        )]
+        every: String,
+        /// With --install-timer: each tick waits a random delay up to this,
+        /// so a fleet does not fetch all at once.
+        #[arg(
+            long,
+            default_value = "5min",
+            value_name = "SPAN",
+            requires = "install_timer"
+        )]
+        randomized_delay: String,
+    },
     /// The fleet from a results store (`--report-to DIR`): each host's
     /// last run, and whether it converged, drifted, fails or is behind.
     Report {
@@ -363,11 +402,11 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
     if g.report_to.is_some()
         && !matches!(
             cli.command,
-            Command::Apply { dry_run: false, .. } | Command::Fix { .. }
+            Command::Apply { dry_run: false, .. } | Command::Fix { .. } | Command::Pull { .. }
         )
     {
         return Err(Error::Usage(
-            "--report-to records runs: it goes with `fixer apply` (not --dry-run) or `fixer fix`"
+            "--report-to records runs: it goes with `fixer apply` (not --dry-run), `fixer fix` or `fixer pull`"
                 .into(),
         ));
     }
@@ -443,6 +482,12 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
                 playbooks,
             } => return fix_remote(&mut fleet, g, log, *yes, playbooks, p),
             Command::Completions { shell } => return completions(g, *shell),
+            Command::Pull { .. } => {
+                return Err(Error::Usage(
+                    "`fixer pull` runs on the host it converges (its timer does): it takes no --host or -i"
+                        .into(),
+                ))
+            }
             Command::Report { .. } => {
                 return Err(Error::Usage(
                     "`fixer report` reads a results store: it takes no --root, --host or -i".into(),
@@ -522,7 +567,13 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
                 let outcome = plan_and_print(&pb, &host, p)?;
                 return Ok(exit(&outcome));
             }
-            apply_and_print(&pb, &host, expect.as_deref(), g.report_to.as_deref(), p)
+            apply_and_print(
+                &pb,
+                &host,
+                expect.as_deref(),
+                LocalReport::push(g.report_to.as_deref()),
+                p,
+            )
         }
         Command::Rollback { run, force } => {
             let host = host(g.root.as_deref())?;
@@ -558,6 +609,27 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
             playbooks,
         } => fix(g, log, *yes, playbooks, p),
         Command::Completions { shell } => completions(g, *shell),
+        Command::Pull {
+            repo,
+            branch,
+            playbooks,
+            allowed_signers,
+            install_timer,
+            every,
+            randomized_delay,
+        } => pull::pull(
+            g,
+            &pull::Args {
+                repo,
+                branch,
+                playbooks,
+                allowed_signers: allowed_signers.as_deref(),
+                install_timer: *install_timer,
+                every,
+                delay: randomized_delay,
+            },
+            p,
+        ),
         Command::Report { store, html } => {
             refuse_target_options(g, "report")?;
             report::report(store, html.as_deref(), p)
@@ -634,11 +706,29 @@ fn local_context(host: &LocalHost) -> fixer::discover::Context {
     fixer::discover::Context { cwd }
 }
 
+/// Where a local run's result goes (`--report-to`), and what the record
+/// says of where the run came from.
+struct LocalReport<'a> {
+    store: &'a Path,
+    source: Source,
+    commit: Option<String>,
+}
+
+impl<'a> LocalReport<'a> {
+    fn push(store: Option<&'a Path>) -> Option<Self> {
+        store.map(|store| LocalReport {
+            store,
+            source: Source::Push,
+            commit: None,
+        })
+    }
+}
+
 fn apply_and_print(
     pb: &Playbook,
     host: &LocalHost,
     expect: Option<&str>,
-    report_to: Option<&Path>,
+    report: Option<LocalReport<'_>>,
     p: &mut Printer,
 ) -> Result<u8, Error> {
     p.apply_header(pb, &fixer::host::Host::name(host));
@@ -660,19 +750,27 @@ fn apply_and_print(
     if let Ok(outcome) = &result {
         p.applied(outcome, host.root());
     }
-    if let Some(store) = report_to {
-        let record = Record::start(&record_host(host), pb, Source::Push, started);
+    if let Some(report) = report {
+        let record = Record {
+            commit: report.commit.clone(),
+            ..Record::start(&record_host(host), pb, report.source, started)
+        };
         let record = match &result {
             Ok(outcome) => record.applied(outcome, unconfirmed),
             Err(e) => record.failed(results::Status::Failed, e),
         };
-        if let Err(e) = results::Store::new(store).put(&record.ended(started)) {
-            p.warn(&format!(
-                "the run is done, but its result was not recorded: {e}"
-            ));
-        }
+        put_record(report.store, &record.ended(started), p);
     }
     result.map(|_| 0)
+}
+
+/// A store that cannot take the record is a warning: the run is done.
+fn put_record(store: &Path, record: &Record, p: &Printer) {
+    if let Err(e) = results::Store::new(store).put(record) {
+        p.warn(&format!(
+            "the run is done, but its result was not recorded: {e}"
+        ));
+    }
 }
 
 /// This machine as the results store names it: its host name, and the
@@ -950,7 +1048,7 @@ fn fix(g: &Global, log: &Path, yes: bool, dirs: &[PathBuf], p: &mut Printer) -> 
             &pb,
             &host,
             Some(&outcome.fingerprint),
-            g.report_to.as_deref(),
+            LocalReport::push(g.report_to.as_deref()),
             p,
         )
     })();

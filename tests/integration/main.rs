@@ -22,6 +22,7 @@ mod playbooks;
 mod probe;
 mod properties;
 mod prune;
+mod pull;
 mod remote;
 mod resources;
 mod results;
