@@ -27,7 +27,8 @@ NEEDED+=(
   [script]=bsdutils      # fixer fix asks on a terminal: script(1) gives it one
   [flock]=util-linux     # the lock on a remote target
   [sudo]=sudo            # --become on the sshd test hosts
-  [chromium]=chromium     # fixer report --html is looked at in headless Chromium
+  [chromium]=chromium    # fixer report --html is looked at in headless Chromium
+  [systemd-analyze]=systemd  # fixer pull --install-timer units are checked by systemd-analyze verify
   [npm]=npm              # installs taplo, the TOML engine of editors, to check the schema
 )
 fi

@@ -343,3 +343,65 @@ content = "never\n"
     assert!(f.row(&stdout, 2).contains("not reached"), "{stdout}");
     Ok(())
 }
+
+#[test]
+fn a_canary_dropping_out_mid_batch_stops_the_rollout_and_restores_itself() -> TestResult {
+    let f = fleet(3, &[])?;
+    // The canary is reached through a relay that the test cuts mid-apply.
+    let relay = super::sshd::Relay::start(f.hosts[0].port);
+    std::fs::write(
+        f.client.ssh_dir().join("known_hosts"),
+        format!(
+            "{}\n{}\n{}\n",
+            relay.known_hosts_line(&f.hosts[0]),
+            f.hosts[1].known_hosts_line(),
+            f.hosts[2].known_hosts_line()
+        ),
+    )?;
+    let pb = f.client.home.path().join("slow.toml");
+    std::fs::write(
+        &pb,
+        format!("{PLAYBOOK}\n[[resource]]\ntype = \"command\"\nrun = \"sleep 30\"\ntimeout = 60\n"),
+    )?;
+    let canary = format!("root@127.0.0.1:{}", relay.port);
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("fixer"))
+        .args(["apply", &pb.display().to_string(), "--host", &canary])
+        .args(["--host", &f.hosts[1].spec(), "--host", &f.hosts[2].spec()])
+        .args(["--serial", "1", "--confirm-timeout", "5"])
+        .env("HOME", f.client.home.path())
+        .env_remove("SSH_AUTH_SOCK")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !f.hosts[0].fs("/srv/app/config.txt").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the canary never changed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    relay.cut();
+    let out = child.wait_with_output()?;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("Rollout stopped after batch 1 of 3"),
+        "{stdout}"
+    );
+    assert!(f.untouched(1) && f.untouched(2), "{stdout}");
+    // Cut off from the controller, the canary puts itself back.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_to_string(f.hosts[0].fs("/srv/app/existing.txt"))? != "old\n"
+        || f.hosts[0].fs("/srv/app/config.txt").exists()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the canary did not restore itself"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Ok(())
+}
