@@ -487,7 +487,14 @@ fn rollback_without_a_record_of_the_result_goes_ahead() -> TestResult {
 }
 
 /// A playbook whose second resource takes a while: the window for Ctrl-C.
-const SLOW: &str = r#"[playbook]
+/// The command leaves `started` beside the root (outside the target) so the
+/// test signals fixer only once it is waiting on the command: a signal that
+/// lands between two resources is seen at once, and the rollback it starts
+/// could finish before a second signal arrives.
+fn slow_playbook(sb: &Sandbox) -> String {
+    let started = sb.base().join("started");
+    format!(
+        r#"[playbook]
 name = "slow"
 
 [[resource]]
@@ -497,34 +504,38 @@ content = "changed\n"
 
 [[resource]]
 type = "command"
-run = "sleep 1"
+run = "touch '{}' && sleep 1"
 
 [[resource]]
 type = "file"
 path = "/etc/later"
 content = "never\n"
-"#;
+"#,
+        started.display()
+    )
+}
 
-/// Start `apply SLOW`, wait for its first change, and send it `signals`
-/// (to fixer alone: the command it runs keeps going, as with `kill`).
+/// Start the slow apply, wait until it runs its command, and send it
+/// `signals` (to fixer alone: the command it runs keeps going, as with `kill`).
 fn interrupt_apply(
     sb: &Sandbox,
     signals: &[nix::sys::signal::Signal],
 ) -> Result<std::process::Output, Box<dyn std::error::Error>> {
-    let pb = sb.playbook("slow.toml", SLOW);
+    let pb = sb.playbook("slow.toml", &slow_playbook(sb));
     let child = sb
         .command(&["apply", pb.to_str().ok_or("path")?])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
     let deadline = Instant::now() + Duration::from_secs(20);
-    while sb.read("/etc/motd") != "changed\n" {
+    while !sb.base().join("started").exists() {
         assert!(
             Instant::now() < deadline,
-            "the apply never made its first change"
+            "the apply never reached its command"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+    assert_eq!(sb.read("/etc/motd"), "changed\n");
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
     for s in signals {
         nix::sys::signal::kill(pid, *s)?;
