@@ -34,6 +34,38 @@ pub enum PullError {
     State { path: PathBuf, message: String },
 }
 
+/// Held while one pull fetches, checks out and applies: a pull started by
+/// hand while the timer's runs must not check out over it.
+pub struct Busy {
+    _held: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// Take the lock of the pull folder `base`, or say that another pull of
+/// the same repository holds it.
+pub fn lock(base: &Path) -> Result<Busy, PullError> {
+    let path = base.join("pull.lock");
+    let err = |message: String| PullError::State {
+        path: path.clone(),
+        message,
+    };
+    std::fs::create_dir_all(base).map_err(|e| err(e.to_string()))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| err(e.to_string()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map(|held| Busy { _held: held })
+        .map_err(|(_, e)| {
+            err(if e == nix::errno::Errno::EWOULDBLOCK {
+                "another `fixer pull` of this repository is running; this one did nothing".into()
+            } else {
+                e.to_string()
+            })
+        })
+}
+
 /// What pull remembers between ticks.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {

@@ -104,10 +104,22 @@ impl Record {
         source: Source,
         started: std::time::SystemTime,
     ) -> Record {
+        let names = playbook.parts.iter().map(|p| p.name.clone()).collect();
+        Record::of(host, names, source, started)
+    }
+
+    /// The same, for playbooks known by name only (they did not load, or
+    /// loaded elsewhere).
+    pub fn of(
+        host: &str,
+        playbooks: Vec<String>,
+        source: Source,
+        started: std::time::SystemTime,
+    ) -> Record {
         Record {
             schema: SCHEMA.into(),
             host: host.into(),
-            playbooks: playbook.parts.iter().map(|p| p.name.clone()).collect(),
+            playbooks,
             commit: None,
             source,
             status: Status::Ok,

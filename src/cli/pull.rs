@@ -58,6 +58,7 @@ pub fn pull(g: &Global, a: &Args<'_>, p: &mut Printer) -> Result<u8, Error> {
     }
     let root = g.root.as_deref();
     let base = under_root(root, &format!("{}/{folder}", pull::PULL_DIR));
+    let _busy = pull::lock(&base).map_err(|e| Error::Usage(e.to_string()))?;
     let state_path = base.join("state.json");
     let mut state =
         State::load(&state_path, &url, a.branch).map_err(|e| Error::Usage(e.to_string()))?;
@@ -90,6 +91,11 @@ pub fn pull(g: &Global, a: &Args<'_>, p: &mut Printer) -> Result<u8, Error> {
             .save(&state_path)
             .map_err(|e| Error::Usage(e.to_string()))
     };
+    let report = |record: &Record, p: &Printer| {
+        if let Some(store) = &g.report_to {
+            put_record(store, &record.clone().ended(started), p);
+        }
+    };
     // Nothing of the target is touched before the playbooks load.
     let commit = match pull::fetch(&fetch, &base.join("repo")) {
         Ok(c) => c,
@@ -100,25 +106,13 @@ pub fn pull(g: &Global, a: &Args<'_>, p: &mut Printer) -> Result<u8, Error> {
                 results::Status::Unreachable
             };
             finish(&mut state, status.label(), None, Some(e.to_string()))?;
-            if let Some(store) = &g.report_to {
-                let record = Record {
-                    host: who.clone(),
-                    playbooks: Vec::new(),
-                    commit: state.converged.clone(),
-                    source: Source::Pull,
-                    status,
-                    changes: None,
-                    rolled_back: None,
-                    run: None,
-                    started: humantime::format_rfc3339_millis(started).to_string(),
-                    duration_ms: 0,
-                    error: Some(e.to_string()),
-                    fixer: env!("CARGO_PKG_VERSION").into(),
-                    schema: results::SCHEMA.into(),
-                }
-                .ended(started);
-                put_record(store, &record, p);
-            }
+            let record = Record {
+                commit: state.converged.clone(),
+                status,
+                error: Some(e.to_string()),
+                ..Record::of(&who, Vec::new(), Source::Pull, started)
+            };
+            report(&record, p);
             let kept = state
                 .converged
                 .as_deref()
@@ -150,28 +144,17 @@ pub fn pull(g: &Global, a: &Args<'_>, p: &mut Printer) -> Result<u8, Error> {
         Ok(pb) => pb,
         Err(e) => {
             finish(&mut state, "failed", Some(&commit), Some(e.to_string()))?;
-            if let Some(store) = &g.report_to {
-                let record = Record {
-                    host: who.clone(),
-                    playbooks: files
-                        .iter()
-                        .filter_map(|f| f.file_stem().map(|s| s.to_string_lossy().into_owned()))
-                        .collect(),
-                    commit: Some(commit.clone()),
-                    source: Source::Pull,
-                    status: results::Status::Failed,
-                    changes: None,
-                    rolled_back: None,
-                    run: None,
-                    started: humantime::format_rfc3339_millis(started).to_string(),
-                    duration_ms: 0,
-                    error: Some(e.to_string()),
-                    fixer: env!("CARGO_PKG_VERSION").into(),
-                    schema: results::SCHEMA.into(),
-                }
-                .ended(started);
-                put_record(store, &record, p);
-            }
+            let names = files
+                .iter()
+                .filter_map(|f| f.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                .collect();
+            let record = Record {
+                commit: Some(commit.clone()),
+                status: results::Status::Failed,
+                error: Some(e.to_string()),
+                ..Record::of(&who, names, Source::Pull, started)
+            };
+            report(&record, p);
             p.error(&e);
             return Err(Error::Usage(format!(
                 "commit {commit} does not load; nothing was applied; the host stays at {}",
@@ -188,15 +171,14 @@ pub fn pull(g: &Global, a: &Args<'_>, p: &mut Printer) -> Result<u8, Error> {
         if !outcome.has_changes() {
             p.result(&format!("Up to date at {commit}: nothing drifted."));
             finish(&mut state, "ok", Some(&commit), None)?;
-            if let Some(store) = &g.report_to {
-                let record = Record {
+            report(
+                &Record {
                     commit: Some(commit.clone()),
                     changes: Some(0),
                     ..Record::start(&who, &pb, Source::Pull, started)
-                }
-                .ended(started);
-                put_record(store, &record, p);
-            }
+                },
+                p,
+            );
             return Ok(0);
         }
         p.result(&format!(

@@ -452,19 +452,12 @@ impl Fleet {
     fn record(&self, m: &Member, report: &Report, started: std::time::SystemTime, p: &mut Printer) {
         let Some(to) = &self.report_to else { return };
         let record = Record {
-            schema: results::SCHEMA.into(),
-            host: m.name.clone(),
-            playbooks: to.playbooks.clone(),
-            commit: None,
-            source: Source::Push,
             status: report.status,
             changes: report.changed.map(|c| c as u64),
             rolled_back: report.rolled_back,
             run: report.run.clone(),
-            started: humantime::format_rfc3339_millis(started).to_string(),
-            duration_ms: 0,
             error: report.error.clone(),
-            fixer: env!("CARGO_PKG_VERSION").into(),
+            ..Record::of(&m.name, to.playbooks.clone(), Source::Push, started)
         }
         .ended(started);
         if let Err(e) = results::Store::new(&to.store).put(&record) {

@@ -337,3 +337,34 @@ fn pulls_over_ssh_only_from_a_known_host() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn a_second_pull_of_the_same_repo_waits_for_none_and_does_nothing() -> TestResult {
+    let sb = Sandbox::new();
+    let repo = repo(&sb)?;
+    let r = repo.to_str().ok_or("path")?;
+    assert_eq!(pull(&sb, r, &[]).status.code(), Some(0));
+    let base = std::fs::read_dir(sb.at("/var/lib/fixer/pull"))?
+        .next()
+        .ok_or("no pull folder")??
+        .path();
+    commit(&repo, &V1.replace("v1", "v2"), "v2")?;
+    // Another pull holds the lock, as a running pull would.
+    let held = nix::fcntl::Flock::lock(
+        std::fs::File::open(base.join("pull.lock"))?,
+        nix::fcntl::FlockArg::LockExclusiveNonblock,
+    )
+    .map_err(|(_, e)| e)?;
+    let out = pull(&sb, r, &[]);
+    drop(held);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("another `fixer pull` of this repository is running"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(sb.read("/etc/demo.conf"), "v1\n");
+    assert_eq!(pull(&sb, r, &[]).status.code(), Some(0));
+    assert_eq!(sb.read("/etc/demo.conf"), "v2\n");
+    Ok(())
+}
