@@ -107,45 +107,93 @@ pub fn apply_with(
     }
     let mut summary = Summary::default();
     let mut notified: Vec<&str> = Vec::new();
+    // Changes (journal appends first) go out together at the next
+    // observation or command: a remote host's round trips stay few
+    // however many files change. A queued change that fails is reported
+    // later, so each path remembers the resource that changed it last.
+    host.batch(true).on(host)?;
+    let mut owners = Owners::default();
 
+    let mut held = Held::default();
     let mut work = || -> Result<(), Error> {
         // Changes first, then the handlers they notified, then the checks
         // (probes), which must see the host as the whole run leaves it.
         for d in playbook.resources.iter().filter(|d| !d.resource.is_check()) {
             cancelled()?;
-            let change = apply_one(host, &mut journal, d, &cx, &masker, false, &cancelled)?;
+            let change = apply_one(
+                host,
+                &mut journal,
+                &mut owners,
+                d,
+                &cx,
+                &masker,
+                false,
+                &cancelled,
+            )?;
             summary.count(change.action());
             if change.action() != Action::Unchanged {
                 notified.extend(d.notify.iter().map(String::as_str));
             }
-            on_event(Event::Resource(&change));
+            held.hold(host, &owners, false, change, on_event)?;
         }
+        held.settle(host, &owners, on_event)?;
         for h in playbook
             .handlers
             .iter()
             .filter(|h| notified.contains(&h.id.as_str()))
         {
             cancelled()?;
-            let change = apply_one(host, &mut journal, h, &cx, &masker, true, &cancelled)?;
-            on_event(Event::Handler(&change));
+            let change = apply_one(
+                host,
+                &mut journal,
+                &mut owners,
+                h,
+                &cx,
+                &masker,
+                true,
+                &cancelled,
+            )?;
+            held.hold(host, &owners, true, change, on_event)?;
         }
+        held.settle(host, &owners, on_event)?;
         for d in playbook.resources.iter().filter(|d| d.resource.is_check()) {
             cancelled()?;
-            let change = apply_one(host, &mut journal, d, &cx, &masker, false, &cancelled)?;
+            let change = apply_one(
+                host,
+                &mut journal,
+                &mut owners,
+                d,
+                &cx,
+                &masker,
+                false,
+                &cancelled,
+            )?;
             summary.count(change.action());
-            on_event(Event::Resource(&change));
+            held.hold(host, &owners, false, change, on_event)?;
         }
+        held.settle(host, &owners, on_event)?;
         cancelled()
     };
     // Recording the run as applied is part of the apply: if that fails
     // (a full disk), the run is rolled back like any other failure, so
     // that exit 1 always means "nothing half-done".
-    let result = work().and_then(|()| {
-        journal.seal()?;
-        let mut record = journal.record.clone();
-        store.set_status(&mut record, Status::Applied)?;
-        Ok(record)
-    });
+    let result = work()
+        .and_then(|()| {
+            journal.seal()?;
+            let mut record = journal.record.clone();
+            store.set_status(&mut record, Status::Applied)?;
+            // Applied only once every queued change is on the host.
+            host.batch(false).on(host)?;
+            Ok(record)
+        })
+        .map_err(|e| owners.attribute(e));
+    // After a failure, what is still queued goes out in order (each
+    // change behind its journal entry) so that the undo sees all of it;
+    // the undo itself runs step by step, to report each step.
+    if let Err(e) = &result {
+        let _ = host.batch(false);
+        held.release_before(e.resource_id(), on_event);
+    }
     let armed = journal.is_armed().then(|| journal.dir().to_path_buf());
     match result {
         Ok(record) => {
@@ -248,10 +296,100 @@ fn confirm(
     }
 }
 
+/// The resource that last changed each path in this run: a change that
+/// failed in a batch is reported after later resources started.
+#[derive(Default)]
+struct Owners(std::collections::HashMap<std::path::PathBuf, String>);
+
+impl Owners {
+    fn record(&mut self, id: &str, op: &Op) {
+        let path = match op {
+            Op::Write { path, .. }
+            | Op::Mkdir { path, .. }
+            | Op::SetMeta { path, .. }
+            | Op::Remove { path, .. } => path,
+            Op::Run { .. } => return,
+        };
+        self.0.insert(path.clone(), id.to_string());
+    }
+
+    /// Name the resource whose change failed, rather than the one that
+    /// happened to be running when its error came back.
+    fn attribute(&self, e: Error) -> Error {
+        let Some(owner) = e.host_path().and_then(|p| self.0.get(p)) else {
+            return e;
+        };
+        match e {
+            Error::Resource { id, source } if id != *owner => (*source).in_resource(owner),
+            e @ Error::Resource { .. } => e,
+            e => e.in_resource(owner),
+        }
+    }
+}
+
+/// Changes told to the caller only once the host has them: a batched
+/// change is not made until its batch goes out.
+#[derive(Default)]
+struct Held(Vec<(bool, Change)>);
+
+impl Held {
+    /// On a host that does not batch, told at once. A resource that ran a
+    /// command settles the batch anyway (to see what the command did):
+    /// its changes and those before it are told.
+    fn hold(
+        &mut self,
+        host: &dyn Host,
+        owners: &Owners,
+        handler: bool,
+        change: Change,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(), Error> {
+        let ran = change
+            .delta
+            .ops
+            .iter()
+            .any(|op| matches!(op, Op::Run { .. }));
+        self.0.push((handler, change));
+        if ran || !host.batches() {
+            self.settle(host, owners, on_event)?;
+        }
+        Ok(())
+    }
+
+    /// Send what is queued, then tell what it made.
+    fn settle(
+        &mut self,
+        host: &dyn Host,
+        owners: &Owners,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(), Error> {
+        host.batch(true).on(host).map_err(|e| owners.attribute(e))?;
+        self.release_before(None, on_event);
+        Ok(())
+    }
+
+    /// Tell the changes held before the resource `failed` (all, without
+    /// one): the ones after it never happened.
+    fn release_before(&mut self, failed: Option<&str>, on_event: &mut dyn FnMut(Event<'_>)) {
+        let upto = failed
+            .and_then(|id| self.0.iter().position(|(_, c)| c.id == id))
+            .unwrap_or(self.0.len());
+        for (handler, change) in self.0.drain(..).take(upto) {
+            on_event(if handler {
+                Event::Handler(&change)
+            } else {
+                Event::Resource(&change)
+            });
+        }
+    }
+}
+
 /// Plan one resource against the real host and make its changes.
+#[allow(clippy::too_many_arguments)]
 fn apply_one(
     host: &dyn Host,
     journal: &mut Journal<'_>,
+    owners: &mut Owners,
     d: &crate::playbook::Declared,
     cx: &crate::resource::Context,
     masker: &Masker,
@@ -262,14 +400,15 @@ fn apply_one(
         .resource
         .plan(host, cx)
         .and_then(|delta| crate::resource::guard(&delta, cx).map(|()| delta))
-        .map_err(|e| e.in_resource(&d.id))?;
+        .map_err(|e| owners.attribute(e.in_resource(&d.id)))?;
     // A command's default id is its rendered line: it may hold a secret.
     let journal_id = masker.mask(&d.id);
     for op in &delta.ops {
         // A recursive `permissions` can be 100,000 operations.
         cancelled()?;
+        owners.record(&d.id, op);
         execute(host, journal, &journal_id, op, masker, handler)
-            .map_err(|e| e.in_resource(&d.id))?;
+            .map_err(|e| owners.attribute(e.in_resource(&d.id)))?;
     }
     Ok(Change {
         id: d.id.clone(),

@@ -209,6 +209,23 @@ impl Error {
         }
     }
 
+    /// The resource an error happened in.
+    pub fn resource_id(&self) -> Option<&str> {
+        match self {
+            Error::Resource { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The target path a host error is about.
+    pub fn host_path(&self) -> Option<&std::path::Path> {
+        match self {
+            Error::Host { source, .. } => Some(&source.path),
+            Error::Resource { source, .. } => source.host_path(),
+            _ => None,
+        }
+    }
+
     pub fn in_resource(self, id: &str) -> Self {
         match self {
             e @ Error::Resource { .. } => e,

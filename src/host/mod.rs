@@ -12,6 +12,7 @@ mod overlay;
 mod resolve;
 pub mod shell;
 mod ssh;
+mod ssh_changes;
 pub mod ssh_config;
 pub mod walk;
 
@@ -165,6 +166,17 @@ pub trait Host: Send + Sync {
             self.append(path, content)?;
         }
         Ok(())
+    }
+    /// While `on`, changes may be queued and sent together (one round trip
+    /// on a remote host), in order; the error of a queued change surfaces
+    /// at the next observation or command, or at `batch(false)`, which
+    /// sends what is queued. A host without round trips does nothing.
+    fn batch(&self, _on: bool) -> HostResult<()> {
+        Ok(())
+    }
+    /// Whether [`Host::batch`] queues anything here.
+    fn batches(&self) -> bool {
+        false
     }
     /// Create one directory (the parent must exist).
     fn mkdir(&self, path: &Path, mode: u32) -> HostResult<()>;

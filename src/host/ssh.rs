@@ -33,6 +33,7 @@ use base64::Engine as _;
 use ssh2::{CheckResult, HostKeyType, KnownHostFileKind, Session};
 
 use super::shell::{command_line, quote, script_line, CHASE};
+use super::ssh_changes::{self, Queue, Step};
 use super::ssh_config::{HostKeyPolicy, Target};
 use super::{Attrs, Cmd, FileKind, Host, HostError, HostLock, HostResult, Meta, Output, Scratch};
 
@@ -306,11 +307,16 @@ struct Cache {
 }
 
 impl Cache {
-    /// Forget `path`, everything below it, and its parent's listing.
+    /// Forget `path`, everything below it, and its parent's listing (not
+    /// the parent itself: each change of a directory's entries would
+    /// otherwise cost the next one a round trip to stat it again).
     fn forget(&mut self, path: &Path) {
         self.entries.retain(|p, _| !p.starts_with(path));
-        if let Some(parent) = path.parent() {
-            self.entries.remove(parent);
+        if let Some(Observed::Present { names, .. }) = path
+            .parent()
+            .and_then(|parent| self.entries.get_mut(parent))
+        {
+            *names = None;
         }
     }
 }
@@ -351,41 +357,6 @@ for q in "$@"; do
     esac
   fi
   i=$((i+1))
-done"#;
-
-const WRITE: &str = r#"set -e
-need "$1"; p=$R mode=$2 uid=$3 gid=$4
-d=${p%/*} b=${p##*/}
-[ -n "$d" ] || d=/
-t=$(mktemp "$d/.$b.fixer-XXXXXX")
-trap 'rm -f -- "$t"' EXIT
-cat > "$t"
-# A symlink in the way is replaced, not written through.
-if [ -e "$p" ] && [ ! -L "$p" ]; then
-  [ "$mode" != - ] || mode=$(stat -c %a -- "$p")
-  [ "$uid" != - ] || uid=$(stat -c %u -- "$p")
-  [ "$gid" != - ] || gid=$(stat -c %g -- "$p")
-elif [ "$mode" = - ]; then mode=644; fi
-if [ "$uid" != - ] || [ "$gid" != - ]; then
-  own=$(stat -c %u:%g -- "$t")
-  [ "$uid" != - ] || uid=${own%:*}
-  [ "$gid" != - ] || gid=${own#*:}
-  [ "$uid:$gid" = "$own" ] || chown -- "$uid:$gid" "$t"
-fi
-chmod -- "$mode" "$t"
-sync -- "$t"
-mv -f -T -- "$t" "$p"
-sync -- "$d""#;
-
-/// `$1 $2 $3 $4...`: append the next `$2` bytes of stdin to `$1`, and so
-/// on; `dd` with a full block reads exactly that many bytes from the pipe.
-const APPEND_ALL: &str = r#"set -e; umask 077
-while [ $# -gt 1 ]; do
-  need "$1"; nolink "$R"
-  : >> "$R"
-  if [ "$2" -gt 0 ]; then dd iflag=fullblock bs="$2" count=1 status=none >> "$R"; fi
-  sync -- "$R"
-  shift 2
 done"#;
 
 const LOCK: &str = r#"umask 077; need "$1"; nolink "$R"
@@ -441,6 +412,16 @@ pub struct SshHost {
     env: HashMap<String, String>,
     cache: Mutex<Cache>,
     accounts: Mutex<HashMap<(bool, String), Option<u32>>>,
+    /// Changes not yet sent (see `ssh_changes`).
+    queue: Mutex<Queue>,
+}
+
+impl Drop for SshHost {
+    /// A caller that batched and never ended the batch still gets its
+    /// changes made; one that cared about their errors ended it.
+    fn drop(&mut self) {
+        let _ = self.settle();
+    }
 }
 
 fn key_type_name(t: HostKeyType) -> &'static str {
@@ -722,6 +703,7 @@ impl SshHost {
             env,
             cache: Mutex::new(Cache::default()),
             accounts: Mutex::new(HashMap::new()),
+            queue: Mutex::new(Queue::default()),
         })
     }
 
@@ -736,6 +718,54 @@ impl SshHost {
 
     fn forget(&self, path: &Path) {
         self.cache().forget(path);
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn change(&self, step: Step) -> HostResult<()> {
+        self.changes(vec![step])
+    }
+
+    /// Queue changes, or make them now when not batching.
+    fn changes(&self, steps: Vec<Step>) -> HostResult<()> {
+        let due = {
+            let mut q = self.queue();
+            for step in steps {
+                for path in &step.touches {
+                    self.forget(path);
+                }
+                q.push(step);
+            }
+            q.due()
+        };
+        if due {
+            self.settle()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Send the queued changes in one exec, before anything that must see
+    /// them. The steps after a failed one are dropped, never retried.
+    fn settle(&self) -> HostResult<()> {
+        let steps = self.queue().take();
+        let Some(first) = steps.first() else {
+            return Ok(());
+        };
+        let (words, stdin) = ssh_changes::script_input(&steps);
+        let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+        let line = script_line(&with_chase(ssh_changes::CHANGES), &refs);
+        let exit = self
+            .conn
+            .exec(&line, &stdin, None)
+            .map_err(|e| HostError::new(first.op, &first.path, e))?;
+        if exit.ok() {
+            return Ok(());
+        }
+        let failed = &steps[ssh_changes::failed_step(&exit.stdout, steps.len())];
+        Err(HostError::new(failed.op, &failed.path, exit.error()))
     }
 
     /// Observe `path` together with every declared path not in the cache.
@@ -759,6 +789,7 @@ impl SshHost {
     }
 
     fn observe_batch(&self, paths: &[PathBuf]) -> HostResult<()> {
+        self.settle()?;
         if paths.is_empty() {
             return Ok(());
         }
@@ -871,6 +902,7 @@ impl SshHost {
 
     /// The name of a user or group id (getent takes ids too).
     fn account_name(&self, passwd: bool, id: u32) -> HostResult<Option<String>> {
+        self.settle()?;
         let db = if passwd { "passwd" } else { "group" };
         let exit = self
             .conn
@@ -901,6 +933,7 @@ impl SshHost {
         {
             return Ok(*v);
         }
+        self.settle()?;
         let db = if passwd { "passwd" } else { "group" };
         let exit = self
             .conn
@@ -1060,6 +1093,7 @@ impl Host for SshHost {
             )),
             // Too large to inline, unreadable, or a special file: ask directly.
             _ => {
+                self.settle()?;
                 let ps = Self::path_str("read", path)?;
                 self.conn
                     .on_paths(r#"need "$1"; nolink "$R"; exec cat -- "$R""#, &[ps], &[])
@@ -1103,129 +1137,55 @@ impl Host for SshHost {
         }
     }
 
+    fn batch(&self, on: bool) -> HostResult<()> {
+        self.queue().batching = on;
+        self.settle()
+    }
+
+    fn batches(&self) -> bool {
+        true
+    }
+
     fn write(&self, path: &Path, content: &[u8], attrs: Attrs) -> HostResult<()> {
-        let ps = Self::path_str("write", path)?;
-        let opt = |v: Option<u32>, octal: bool| match v {
-            Some(v) if octal => format!("{v:o}"),
-            Some(v) => v.to_string(),
-            None => "-".to_string(),
-        };
-        let (m, u, g) = (
-            opt(attrs.mode, true),
-            opt(attrs.uid, false),
-            opt(attrs.gid, false),
-        );
-        self.forget(path);
-        self.conn
-            .on_paths(WRITE, &[ps, &m, &u, &g], content)
-            .map(|_| ())
-            .map_err(|e| HostError::new("write", path, e))
+        self.change(Step::write(path, content, attrs)?)
     }
 
     fn append(&self, path: &Path, content: &[u8]) -> HostResult<()> {
-        let ps = Self::path_str("append to", path)?;
-        self.forget(path);
-        self.conn
-            .on_paths(
-                r#"set -e; umask 077; need "$1"; nolink "$R"; cat >> "$R"; sync -- "$R""#,
-                &[ps],
-                content,
-            )
-            .map(|_| ())
-            .map_err(|e| HostError::new("append to", path, e))
+        self.change(Step::append(path, content)?)
     }
 
     fn append_all(&self, items: &[(PathBuf, Vec<u8>)]) -> HostResult<()> {
-        let Some((first, _)) = items.first() else {
-            return Ok(());
-        };
-        // Arguments: path and byte count pairs; the bytes follow on stdin.
-        let mut args = Vec::new();
-        let mut stdin = Vec::new();
-        for (path, content) in items {
-            args.push(Self::path_str("append to", path)?.to_string());
-            args.push(content.len().to_string());
-            stdin.extend_from_slice(content);
-            self.forget(path);
-        }
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.conn
-            .on_paths(APPEND_ALL, &refs, &stdin)
-            .map(|_| ())
-            .map_err(|e| HostError::new("append to", first, e))
+        let steps = items
+            .iter()
+            .map(|(path, content)| Step::append(path, content))
+            .collect::<HostResult<Vec<_>>>()?;
+        self.changes(steps)
     }
 
     fn mkdir(&self, path: &Path, mode: u32) -> HostResult<()> {
-        let ps = Self::path_str("create directory", path)?;
-        self.forget(path);
-        self.conn
-            .on_paths(
-                r#"set -e; need "$1"; mkdir -m "$2" -- "$R"; d=${R%/*}; sync -- "${d:-/}""#,
-                &[ps, &format!("{mode:o}")],
-                &[],
-            )
-            .map(|_| ())
-            .map_err(|e| HostError::new("create directory", path, e))
+        self.change(Step::mkdir(path, mode)?)
     }
 
     fn chmod(&self, path: &Path, mode: u32) -> HostResult<()> {
-        let ps = Self::path_str("chmod", path)?;
-        self.forget(path);
-        self.conn
-            .on_paths(
-                r#"need "$1"; nolink "$R"; exec chmod -- "$2" "$R""#,
-                &[ps, &format!("{mode:o}")],
-                &[],
-            )
-            .map(|_| ())
-            .map_err(|e| HostError::new("chmod", path, e))
+        self.change(Step::chmod(path, mode)?)
     }
 
     fn chown(&self, path: &Path, uid: Option<u32>, gid: Option<u32>) -> HostResult<()> {
-        let ps = Self::path_str("chown", path)?;
         let owner = match (uid, gid) {
             (Some(u), Some(g)) => format!("{u}:{g}"),
             (Some(u), None) => u.to_string(),
             (None, Some(g)) => format!(":{g}"),
             (None, None) => return Ok(()),
         };
-        self.forget(path);
-        self.conn
-            .on_paths(
-                r#"need "$1"; exec chown -h -- "$2" "$R""#,
-                &[ps, &owner],
-                &[],
-            )
-            .map(|_| ())
-            .map_err(|e| HostError::new("chown", path, e))
+        self.change(Step::chown(path, owner)?)
     }
 
     fn remove(&self, path: &Path) -> HostResult<()> {
-        let ps = Self::path_str("remove", path)?;
-        self.forget(path);
-        self.conn
-            .on_paths(
-                r#"need "$1"; if [ -d "$R" ] && [ ! -L "$R" ]; then exec rmdir -- "$R"; else exec rm -- "$R"; fi"#,
-                &[ps],
-                &[],
-            )
-            .map(|_| ())
-            .map_err(|e| HostError::new("remove", path, e))
+        self.change(Step::remove(path)?)
     }
 
     fn rename(&self, from: &Path, to: &Path) -> HostResult<()> {
-        let fs = Self::path_str("move", from)?;
-        let ts = Self::path_str("move", to)?;
-        self.forget(from);
-        self.forget(to);
-        self.conn
-            .on_paths(
-                r#"set -e; need "$1"; a=$R; need "$2"; mv -T -- "$a" "$R"; d=${R%/*}; sync -- "${d:-/}""#,
-                &[fs, ts],
-                &[],
-            )
-            .map(|_| ())
-            .map_err(|e| HostError::new("move", from, e))
+        self.change(Step::rename(from, to)?)
     }
 
     fn run(&self, cmd: &Cmd) -> HostResult<Output> {
@@ -1233,6 +1193,7 @@ impl Host for SshHost {
             .argv
             .first()
             .ok_or_else(|| Self::invalid_input("run", Path::new(""), "empty command"))?;
+        self.settle()?;
         // A command may change anything.
         self.cache().entries.clear();
         let started = Instant::now();
@@ -1254,6 +1215,7 @@ impl Host for SshHost {
 
     /// A direct-tcpip channel: sshd on the target makes the connection.
     fn connect(&self, host: &str, port: u16, timeout: Duration) -> HostResult<Duration> {
+        self.settle()?;
         let label = format!("{host}:{port}");
         let _busy = self.conn.busy.lock().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
@@ -1272,6 +1234,7 @@ impl Host for SshHost {
     }
 
     fn resolve(&self, name: &str, timeout: Duration) -> HostResult<Vec<std::net::IpAddr>> {
+        self.settle()?;
         let secs = timeout.as_secs().max(1).to_string();
         let exit = self
             .conn
@@ -1307,6 +1270,7 @@ impl Host for SshHost {
     }
 
     fn scratch(&self) -> HostResult<Box<dyn Scratch>> {
+        self.settle()?;
         let exit = self
             .conn
             .script("exec mktemp -d -t fixer-scratch.XXXXXX", &[], &[])
@@ -1319,6 +1283,7 @@ impl Host for SshHost {
     }
 
     fn lock(&self, path: &Path) -> HostResult<Box<dyn HostLock>> {
+        self.settle()?;
         let ps = Self::path_str("lock", path)?;
         let err = |e| HostError::new("lock", path, e);
         self.forget(path);
@@ -1362,6 +1327,7 @@ impl Host for SshHost {
     }
 
     fn lock_held(&self, path: &Path) -> HostResult<bool> {
+        self.settle()?;
         let ps = Self::path_str("check lock", path)?;
         let exit = self
             .conn

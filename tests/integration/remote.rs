@@ -787,12 +787,26 @@ fn observing_a_host_does_not_cost_a_round_trip_per_file() -> TestResult {
     let (s, b) = (small.display().to_string(), big.display().to_string());
     let plan5 = round_trips(&client, &host, &["plan", &s])?;
     let plan50 = round_trips(&client, &host, &["plan", &b])?;
+    let apply5 = round_trips(&client, &host, &["apply", &s])?;
+    std::fs::remove_dir_all(host.fs("/srv/many"))?;
+    std::fs::create_dir_all(host.fs("/srv/many"))?;
     let apply50 = round_trips(&client, &host, &["apply", &b])?;
+    for i in 0..50 {
+        assert_eq!(
+            std::fs::read_to_string(host.fs(&format!("/srv/many/f{i:03}.conf")))?,
+            format!("value {i}\n")
+        );
+    }
     let noop50 = round_trips(&client, &host, &["apply", &b])?;
     let noop5 = round_trips(&client, &host, &["apply", &s])?;
     eprintln!(
-        "round trips: plan 5 files {plan5}, plan 50 files {plan50}, apply 50 {apply50}, \
-         no-change apply 5 {noop5}, no-change apply 50 {noop50}"
+        "round trips: plan 5 files {plan5}, plan 50 files {plan50}, apply 5 {apply5}, \
+         apply 50 {apply50}, no-change apply 5 {noop5}, no-change apply 50 {noop50}"
+    );
+    // Changes go out in one exec per batch, journal entries first.
+    assert!(
+        apply50 <= apply5 + 3,
+        "first apply: 5 files {apply5}, 50 files {apply50}"
     );
     // Ten times the files, the same number of round trips (give or take
     // what libssh2 happens to pipeline).
@@ -803,6 +817,74 @@ fn observing_a_host_does_not_cost_a_round_trip_per_file() -> TestResult {
     assert!(
         noop50 <= noop5 + 3,
         "no-change apply: 5 files {noop5}, 50 files {noop50}"
+    );
+    Ok(())
+}
+
+/// A change that fails on the host after later resources were planned
+/// (changes go out together): the error names the resource and path of
+/// the change that failed, the changes before it are undone, and the ones
+/// after it never happen.
+#[test]
+fn a_change_failing_in_a_batch_is_named_and_the_run_undone() -> TestResult {
+    let client = Client::new();
+    let host = TestHost::start(&client);
+    client.trust(&host);
+    std::fs::create_dir_all(host.fs("/srv/app"))?;
+    std::fs::write(host.fs("/srv/app/existing.txt"), "old\n")?;
+    // A legal name (250 bytes) whose temporary file name is not: the plan
+    // sees nothing wrong, the write fails on the host.
+    let long = "n".repeat(250);
+    let pb = write_playbook(
+        &client,
+        &format!(
+            r#"[playbook]
+name = "batch-failure"
+
+[[resource]]
+type = "file"
+path = "/srv/app/existing.txt"
+content = "new\n"
+
+[[resource]]
+type = "file"
+path = "/srv/app/{long}"
+content = "x\n"
+
+[[resource]]
+type = "file"
+path = "/srv/app/after.txt"
+content = "never\n"
+"#
+        ),
+    );
+    let out = client
+        .fixer(&["apply", &pb.display().to_string(), "--host", &host.spec()])
+        .output()?;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains(&format!("file:/srv/app/{long}")) && stdout.contains("File name too long"),
+        "{stdout}"
+    );
+    // Only what was made is told: after.txt was queued, never written.
+    assert!(
+        stdout.contains("file:/srv/app/existing.txt (changed)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("after.txt"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(host.fs("/srv/app/existing.txt"))?,
+        "old\n"
+    );
+    assert!(!host.fs("/srv/app/after.txt").exists());
+    let history = client
+        .fixer(&["history", "--host", &host.spec()])
+        .output()?;
+    assert!(
+        text(&history.stdout).contains("failed, rolled back"),
+        "{}",
+        text(&history.stdout)
     );
     Ok(())
 }
