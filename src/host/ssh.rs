@@ -14,6 +14,8 @@
 //! metadata of its entries, and a miss fetches the missed path together with
 //! every declared path not in the cache. Any change through this host
 //! invalidates what it touched; running a command invalidates everything.
+//! Changes are steps of one script; while batching, they queue and go out
+//! together (`ssh_changes`).
 //!
 //! Requirements on the target: a POSIX `sh`, GNU coreutils and findutils
 //! (`stat -c`, `sync FILE`, `mv -T`, `find -printf`, `base64`, `timeout`),
