@@ -116,62 +116,43 @@ pub fn apply_with(
 
     let mut held = Held::default();
     let mut work = || -> Result<(), Error> {
+        let mut each = Applier {
+            host,
+            journal: &mut journal,
+            owners: &mut owners,
+            cx: &cx,
+            masker: &masker,
+            cancelled: &cancelled,
+        };
         // Changes first, then the handlers they notified, then the checks
         // (probes), which must see the host as the whole run leaves it.
         for d in playbook.resources.iter().filter(|d| !d.resource.is_check()) {
             cancelled()?;
-            let change = apply_one(
-                host,
-                &mut journal,
-                &mut owners,
-                d,
-                &cx,
-                &masker,
-                false,
-                &cancelled,
-            )?;
+            let change = each.apply(d, false)?;
             summary.count(change.action());
             if change.action() != Action::Unchanged {
                 notified.extend(d.notify.iter().map(String::as_str));
             }
-            held.hold(host, &owners, false, change, on_event)?;
+            held.hold(host, each.owners, false, change, on_event)?;
         }
-        held.settle(host, &owners, on_event)?;
+        held.settle(host, each.owners, on_event)?;
         for h in playbook
             .handlers
             .iter()
             .filter(|h| notified.contains(&h.id.as_str()))
         {
             cancelled()?;
-            let change = apply_one(
-                host,
-                &mut journal,
-                &mut owners,
-                h,
-                &cx,
-                &masker,
-                true,
-                &cancelled,
-            )?;
-            held.hold(host, &owners, true, change, on_event)?;
+            let change = each.apply(h, true)?;
+            held.hold(host, each.owners, true, change, on_event)?;
         }
-        held.settle(host, &owners, on_event)?;
+        held.settle(host, each.owners, on_event)?;
         for d in playbook.resources.iter().filter(|d| d.resource.is_check()) {
             cancelled()?;
-            let change = apply_one(
-                host,
-                &mut journal,
-                &mut owners,
-                d,
-                &cx,
-                &masker,
-                false,
-                &cancelled,
-            )?;
+            let change = each.apply(d, false)?;
             summary.count(change.action());
-            held.hold(host, &owners, false, change, on_event)?;
+            held.hold(host, each.owners, false, change, on_event)?;
         }
-        held.settle(host, &owners, on_event)?;
+        held.settle(host, each.owners, on_event)?;
         cancelled()
     };
     // Recording the run as applied is part of the apply: if that fails
@@ -384,38 +365,41 @@ impl Held {
     }
 }
 
-/// Plan one resource against the real host and make its changes.
-#[allow(clippy::too_many_arguments)]
-fn apply_one(
-    host: &dyn Host,
-    journal: &mut Journal<'_>,
-    owners: &mut Owners,
-    d: &crate::playbook::Declared,
-    cx: &crate::resource::Context,
-    masker: &Masker,
-    handler: bool,
-    cancelled: &dyn Fn() -> Result<(), Error>,
-) -> Result<Change, Error> {
-    let delta = d
-        .resource
-        .plan(host, cx)
-        .and_then(|delta| crate::resource::guard(&delta, cx).map(|()| delta))
-        .map_err(|e| owners.attribute(e.in_resource(&d.id)))?;
-    // A command's default id is its rendered line: it may hold a secret.
-    let journal_id = masker.mask(&d.id);
-    for op in &delta.ops {
-        // A recursive `permissions` can be 100,000 operations.
-        cancelled()?;
-        owners.record(&d.id, op);
-        execute(host, journal, &journal_id, op, masker, handler)
-            .map_err(|e| owners.attribute(e.in_resource(&d.id)))?;
+/// What applying each resource of one run needs.
+struct Applier<'a, 'h> {
+    host: &'a dyn Host,
+    journal: &'a mut Journal<'h>,
+    owners: &'a mut Owners,
+    cx: &'a crate::resource::Context,
+    masker: &'a Masker,
+    cancelled: &'a dyn Fn() -> Result<(), Error>,
+}
+
+impl Applier<'_, '_> {
+    /// Plan one resource against the real host and make its changes.
+    fn apply(&mut self, d: &crate::playbook::Declared, handler: bool) -> Result<Change, Error> {
+        let (host, cx, masker) = (self.host, self.cx, self.masker);
+        let delta = d
+            .resource
+            .plan(host, cx)
+            .and_then(|delta| crate::resource::guard(&delta, cx).map(|()| delta))
+            .map_err(|e| self.owners.attribute(e.in_resource(&d.id)))?;
+        // A command's default id is its rendered line: it may hold a secret.
+        let journal_id = masker.mask(&d.id);
+        for op in &delta.ops {
+            // A recursive `permissions` can be 100,000 operations.
+            (self.cancelled)()?;
+            self.owners.record(&d.id, op);
+            execute(host, self.journal, &journal_id, op, masker, handler)
+                .map_err(|e| self.owners.attribute(e.in_resource(&d.id)))?;
+        }
+        Ok(Change {
+            id: d.id.clone(),
+            kind: d.resource.kind(),
+            check: d.resource.is_check(),
+            delta,
+        })
     }
-    Ok(Change {
-        id: d.id.clone(),
-        kind: d.resource.kind(),
-        check: d.resource.is_check(),
-        delta,
-    })
 }
 
 /// Create the missing ancestors of `path`, each journaled as "was absent".
