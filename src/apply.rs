@@ -389,7 +389,12 @@ impl Applier<'_, '_> {
         for op in &delta.ops {
             // A recursive `permissions` can be 100,000 operations.
             (self.cancelled)()?;
-            self.owners.record(&d.id, op);
+            // Only a batched change fails after its resource: elsewhere
+            // the map would be 100,000 paths of a recursive `permissions`
+            // for nothing.
+            if host.batches() {
+                self.owners.record(&d.id, op);
+            }
             execute(host, self.journal, &journal_id, op, masker, handler)
                 .map_err(|e| self.owners.attribute(e.in_resource(&d.id)))?;
         }
