@@ -228,6 +228,36 @@ pub fn run(host: &dyn Host, scratch: &Path) -> Result<(), String> {
         !io(host.lock_held(&lock_path), "lock_held")?,
         "dropping the guard releases the lock",
     )?;
+
+    // batch: queued changes are seen by the next observation, in order;
+    // a failing one is reported (at once or when the batch ends), naming
+    // its path, and the changes after it are not made.
+    io(host.batch(true), "start a batch")?;
+    io(host.mkdir(&p("b"), 0o755), "batched mkdir")?;
+    io(
+        host.write(&p("b/one"), b"1", Attrs::default()),
+        "batched write",
+    )?;
+    check(
+        io(host.read(&p("b/one")), "read after a batched write")? == b"1",
+        "an observation sees the changes queued before it",
+    )?;
+    let failed = host
+        .write(&p("nodir/x"), b"x", Attrs::default())
+        .and_then(|()| host.write(&p("b/after"), b"2", Attrs::default()))
+        .and_then(|()| host.batch(false));
+    check(
+        failed
+            .as_ref()
+            .err()
+            .is_some_and(|e| e.path == p("nodir/x")),
+        "a failed batched change is reported with its path",
+    )?;
+    io(host.batch(false), "end the batch")?;
+    check(
+        io(host.stat(&p("b/after")), "stat after a failed batch")?.is_none(),
+        "changes queued after a failed one are not made",
+    )?;
     Ok(())
 }
 

@@ -169,8 +169,10 @@ pub trait Host: Send + Sync {
     }
     /// While `on`, changes may be queued and sent together (one round trip
     /// on a remote host), in order; the error of a queued change surfaces
-    /// at the next observation or command, or at `batch(false)`, which
-    /// sends what is queued. A host without round trips does nothing.
+    /// at the next observation or command, or at the next `batch` call:
+    /// either value sends what is queued first (`batch(true)` to settle
+    /// and keep batching). After a failed change, the ones queued behind
+    /// it are dropped. A host without round trips does nothing.
     fn batch(&self, _on: bool) -> HostResult<()> {
         Ok(())
     }
