@@ -229,12 +229,63 @@ fn main() -> Result<()> {
         }
         Ok(())
     };
+    // FIXER_BENCH_HOLD=FILE writes a shell script running fixer against the
+    // hosts to FILE and keeps the hosts up until FILE is removed: for
+    // profiling by hand (perf, strace) on the same setup; FILE.reset empties
+    // the hosts.
+    if let Some(hold) = std::env::var_os("FIXER_BENCH_HOLD") {
+        let cmd = fixer_cmd("\"$1\"");
+        let mut script = String::from("#!/bin/sh\nset -e\n");
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => script.push_str(&format!(
+                    "export {}='{}'\n",
+                    k.to_string_lossy(),
+                    v.to_string_lossy()
+                )),
+                None => script.push_str(&format!("unset {}\n", k.to_string_lossy())),
+            }
+        }
+        script.push_str("exec ${PROFILE:-} ");
+        script.push_str(&cmd.get_program().to_string_lossy());
+        for a in cmd.get_args() {
+            script.push_str(&format!(" {}", a.to_string_lossy()));
+        }
+        script.push('\n');
+        std::fs::write(&hold, script)?;
+        // FILE.reset empties the hosts, as before each tool's first run.
+        let mut reset_script = String::from("#!/bin/sh\n");
+        for h in &hosts {
+            let (many, state) = (h.fs("/srv/many"), h.fs("/var/lib/fixer"));
+            reset_script.push_str(&format!(
+                "rm -rf '{}' '{}'; mkdir -p '{}'\n",
+                many.display(),
+                state.display(),
+                many.display()
+            ));
+        }
+        std::fs::write(format!("{}.reset", hold.to_string_lossy()), reset_script)?;
+        eprintln!(
+            "hosts up; run sh {} plan|apply; remove it to stop",
+            hold.to_string_lossy()
+        );
+        while std::path::Path::new(&hold).exists() {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        return Ok(());
+    }
+    // FIXER_BENCH_ONLY_FIXER=1 times fixer alone (for profiling; no table
+    // of ratios is written then).
+    let only_fixer = std::env::var_os("FIXER_BENCH_ONLY_FIXER").is_some();
     for round in 0..rounds {
         eprintln!("round {}/{rounds}", round + 1);
         // Alternate the order, so no tool always runs first.
         let mut order = [0, 1, 2];
         order.rotate_left(round % 3);
         for tool in order {
+            if only_fixer && tool != 0 {
+                continue;
+            }
             reset(&hosts)?;
             let run = |op: usize| -> Result<Sample> {
                 match (tool, op) {
@@ -251,6 +302,17 @@ fn main() -> Result<()> {
         }
     }
 
+    if only_fixer {
+        for (i, op) in ops.iter().enumerate() {
+            let s = &samples[0][i];
+            println!(
+                "{op}: fixer {:.2} s, {:.0} round trips per host",
+                median(s.iter().map(|s| s.secs).collect()),
+                median(s.iter().map(|s| s.round_trips).collect())
+            );
+        }
+        return Ok(());
+    }
     let mut table = String::from(
         "| operation | fixer s | ansible s | pyinfra s | fixer/ansible | fixer/pyinfra | round trips per host: fixer | ansible | pyinfra |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
