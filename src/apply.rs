@@ -71,6 +71,9 @@ pub fn apply_with(
 ) -> Result<Outcome, Error> {
     let store = Store::new(host);
     let _lock = store.lock()?;
+    // Observed only once the lock is held: another run may change it until.
+    let cx = plan::context(host, true)?;
+    plan::prefetch(playbook, host, &cx)?;
     if let Some(run) = store.unfinished()?.into_iter().next_back() {
         return Err(Error::Interrupted {
             host: host.name(),
@@ -87,8 +90,6 @@ pub fn apply_with(
         }
     }
     let masker = playbook.masker();
-    let cx = plan::context(host, true)?;
-    plan::prefetch(playbook, host, &cx)?;
     let cancelled = || {
         if opts
             .cancel
@@ -101,7 +102,11 @@ pub fn apply_with(
     };
     // Interrupted before anything changed: no run to record at all.
     cancelled()?;
+    // The run folder's few changes go out in one round trip, and any
+    // failure of them is known here, before a resource is touched.
+    host.batch(true).on(host)?;
     let mut journal = store.begin(&playbook.name)?;
+    host.batch(true).on(host)?;
     if let Some(timeout) = opts.confirm_timeout {
         journal.arm_before_change(timeout);
     }
@@ -111,7 +116,6 @@ pub fn apply_with(
     // observation or command: a remote host's round trips stay few
     // however many files change. A queued change that fails is reported
     // later, so each path remembers the resource that changed it last.
-    host.batch(true).on(host)?;
     let mut owners = Owners::default();
 
     let mut held = Held::default();

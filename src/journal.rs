@@ -230,6 +230,12 @@ impl<'h> Store<'h> {
         Path::new(STATE_DIR).join("runs")
     }
 
+    /// The paths every plan and apply looks at first (is a run
+    /// unfinished?), for the host to fetch with the playbook's.
+    pub fn observes() -> Vec<PathBuf> {
+        vec![PathBuf::from(STATE_DIR), Self::runs_dir()]
+    }
+
     fn lock_path() -> PathBuf {
         Path::new(STATE_DIR).join("lock")
     }
@@ -260,6 +266,15 @@ impl<'h> Store<'h> {
 
     /// Take the target's lock for an apply or rollback.
     pub fn lock(&self) -> Result<Box<dyn HostLock>, Error> {
+        // One round trip for the folders above ours; their listings give
+        // the state folder's own metadata. Not the state folder itself: a
+        // listing of it taken before the lock is held could be stale.
+        let above: Vec<PathBuf> = Path::new(STATE_DIR)
+            .ancestors()
+            .skip(1)
+            .map(Path::to_path_buf)
+            .collect();
+        self.host.prefetch(&above).on(self.host)?;
         self.mkdir_p(Path::new(STATE_DIR))?;
         self.host.lock(&Self::lock_path()).map_err(|e| {
             if e.kind() == io::ErrorKind::WouldBlock {
@@ -909,6 +924,7 @@ impl Journal<'_> {
             .iter()
             .map(|s| s.to_string())
             .collect(),
+            changes_only: Some(self.dir.clone()),
             ..Cmd::default()
         };
         let out = self.host.run(&cmd).on(self.host)?;
@@ -949,6 +965,7 @@ pub fn disarm(host: &dyn Host, dir: &Path) -> Result<bool, Error> {
             .iter()
             .map(|s| s.to_string())
             .collect(),
+        changes_only: Some(dir.to_path_buf()),
         ..Cmd::default()
     };
     let out = host.run(&cmd).on(host)?;

@@ -81,16 +81,15 @@ fn plan_one(d: &Declared, host: &dyn Host, cx: &Context) -> Result<Change, Error
 }
 
 /// Plan `playbook` on `host`, calling `on_change` for each resource in order.
-/// Tell the host every path the playbook will observe (and their parent
-/// directories, which apply checks), so a remote host fetches them in one
-/// round trip instead of one per path.
+/// Tell the host every path the playbook will observe (with their
+/// ancestors, which apply and the plan's simulation check, and the state
+/// folder's), so a remote host fetches them in one round trip instead of
+/// one per path.
 pub fn prefetch(playbook: &Playbook, host: &dyn Host, cx: &Context) -> Result<(), Error> {
-    let mut paths: Vec<PathBuf> = Vec::new();
+    let mut paths: Vec<PathBuf> = Store::observes();
     for d in playbook.resources.iter().chain(&playbook.handlers) {
         for p in d.resource.observes(cx) {
-            if let Some(parent) = p.parent() {
-                paths.push(parent.to_path_buf());
-            }
+            paths.extend(p.ancestors().skip(1).map(Path::to_path_buf));
             paths.push(p);
         }
     }
@@ -106,6 +105,8 @@ pub fn plan(
 ) -> Result<Outcome, Error> {
     // Someone without access to the state folder (root applied, a user
     // plans) still gets a plan, just without the interrupted-run check.
+    let cx = context(host, false)?;
+    prefetch(playbook, host, &cx)?;
     let interrupted = match Store::new(host).interrupted() {
         Err(Error::Host { source, .. })
             if source.kind() == std::io::ErrorKind::PermissionDenied =>
@@ -114,8 +115,6 @@ pub fn plan(
         }
         other => other?,
     };
-    let cx = context(host, false)?;
-    prefetch(playbook, host, &cx)?;
     let overlay = Overlay::new(host);
     let mut summary = Summary::default();
     let mut hasher = Sha256::new();

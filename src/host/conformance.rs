@@ -67,6 +67,39 @@ pub fn run(host: &dyn Host, scratch: &Path) -> Result<(), String> {
         "atomic write leaves no temporary file",
     )?;
 
+    // Contents of every shape come back byte for byte, also when several
+    // files are observed at once; modes with x bits are exact too.
+    let big: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+    let shapes: [(&str, &[u8], u32); 4] = [
+        ("quoted", b"it's \"q\" $(x) `y`\n\nend", 0o600),
+        ("binary", b"a\0b\xff\n", 0o750),
+        ("big", &big, 0o644),
+        ("empty", b"", 0o4755),
+    ];
+    for (name, content, mode) in shapes {
+        io(
+            host.write(
+                &p(name),
+                content,
+                Attrs {
+                    mode: Some(mode),
+                    ..Attrs::default()
+                },
+            ),
+            "write shaped",
+        )?;
+    }
+    let paths: Vec<PathBuf> = shapes.iter().map(|(n, _, _)| p(n)).collect();
+    io(host.prefetch(&paths), "prefetch shaped")?;
+    for (name, content, mode) in shapes {
+        check(
+            io(host.read(&p(name)), "read shaped")? == content
+                && io(host.stat(&p(name)), "stat shaped")?.is_some_and(|m| m.mode == mode),
+            "contents of any shape and modes with x or setuid bits are kept exactly",
+        )?;
+        io(host.remove(&p(name)), "remove shaped")?;
+    }
+
     // append is cumulative.
     io(host.append(&p("log"), b"a\n"), "append")?;
     io(host.append(&p("log"), b"b\n"), "append")?;
@@ -149,6 +182,7 @@ pub fn run(host: &dyn Host, scratch: &Path) -> Result<(), String> {
             env: vec![("V".into(), "it's $(x)".into())],
             cwd: Some(scratch.to_path_buf()),
             timeout_secs: Some(30),
+            changes_only: None,
         }),
         "run",
     )?;

@@ -73,6 +73,11 @@ pub struct Cmd {
     /// firewalled proxy must not hang a plan forever).
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// What the command can change, when fixer knows (its own watchdog
+    /// changes only its run folder): a host that caches what it observed
+    /// forgets only this path; `None` means anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes_only: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

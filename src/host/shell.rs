@@ -151,6 +151,7 @@ mod tests {
             env: vec![("GOPROXY".into(), "https://p;$(x)".into())],
             cwd: Some("/srv/my app".into()),
             timeout_secs: Some(5),
+            changes_only: None,
         };
         assert_eq!(
             command_line(&cmd),

@@ -23,72 +23,159 @@ use super::{Attrs, HostError, HostResult};
 const LINE_LIMIT: usize = 48 * 1024;
 const BYTES_LIMIT: usize = 8 << 20;
 
-/// The steps, after [`super::shell::CHASE`]. Each runs in a subshell, so
-/// that `need` and `set -e` end the step, not the script; its status is
-/// read outside any `||` list, where `set -e` would be ignored. `take N`
-/// copies exactly N bytes of stdin (dd with full blocks), leaving the
-/// next step's bytes in the pipe.
-pub(super) const CHANGES: &str = r#"take() {
-  q=$(($1 / 65536)) r=$(($1 % 65536))
-  if [ "$q" -gt 0 ]; then dd iflag=fullblock bs=65536 count="$q" status=none; fi
-  if [ "$r" -gt 0 ]; then dd iflag=fullblock bs="$r" count=1 status=none; fi
+/// The steps, after [`super::shell::CHASE`]. They run in the script's own
+/// shell, no subshell each (a fork per step was most of an apply's time),
+/// so a step ends with `return 1`, never `exit` or `set -e`, and names
+/// its variables apart from `chase`'s (`rest R n c o t me E`).
+///
+/// Durability is what the journal needs, with one `sync` per change: an
+/// append (a journal line) or a rename marks its file or folder dirty, and
+/// every later change first syncs what is dirty (a write together with its
+/// own new file), so a journal line is on disk before the change it
+/// describes is made; the end of the script syncs the rest.
+///
+/// A write makes its new file beside the target (`set -C`: never an
+/// existing file, so a name planted there is refused, not written
+/// through), with the mode through the umask when it has no x or special
+/// bits, and renames it over the target. Small text content comes as a
+/// word (`-` for the length) and is written by `printf`; other content is
+/// read from stdin: `take N` copies exactly N bytes (dd with full blocks),
+/// leaving the next step's bytes in the pipe.
+pub(super) const CHANGES: &str = r#"umask 077; dirty=
+mark() {
+  s=$1 k=
+  while :; do
+    case $s in
+      *\'*) k="$k${s%%\'*}'\\''"; s=${s#*\'} ;;
+      *) k="$k$s"; break ;;
+    esac
+  done
+  case $dirty in *" '$k'"*) ;; *) dirty="$dirty '$k'" ;; esac
 }
+flush() {
+  if [ -n "$dirty" ]; then eval "sync -- $dirty" || return 1; fi
+  dirty=
+}
+want() { chase "$1" || { printf '%s\n' "$E" >&2; return 1; }; }
+plain() { if [ -L "$1" ]; then echo "$1: it is a symlink, which fixer does not follow here" >&2; return 1; fi; }
+take() {
+  q=$(($1 / 65536)) r=$(($1 % 65536))
+  if [ "$q" -gt 0 ]; then dd iflag=fullblock bs=65536 count="$q" status=none || return 1; fi
+  if [ "$r" -gt 0 ]; then dd iflag=fullblock bs="$r" count=1 status=none || return 1; fi
+}
+put() { if [ "$1" = - ]; then printf '%s' "$2"; else take "$1"; fi; }
+bits() { case $1 in 0) r= ;; 2) r=w ;; 4) r=r ;; 6) r=rw ;; esac; }
+drop() { if [ -e "$1" ]; then rm -f -- "$1"; fi; return 1; }
 step_write() {
-  set -e
-  need "$1"; p=$R mode=$2 uid=$3 gid=$4
+  want "$1" || return 1
+  p=$R mode=$2 uid=$3 gid=$4
   d=${p%/*} b=${p##*/}
   [ -n "$d" ] || d=/
-  t=$(mktemp "$d/.$b.fixer-XXXXXX")
-  trap 'rm -f -- "$t"' EXIT
-  take "$5" > "$t"
+  w="$d/.$b.fixer-$7"
   # A symlink in the way is replaced, not written through.
   if [ -e "$p" ] && [ ! -L "$p" ]; then
-    [ "$mode" != - ] || mode=$(stat -c %a -- "$p")
-    [ "$uid" != - ] || uid=$(stat -c %u -- "$p")
-    [ "$gid" != - ] || gid=$(stat -c %g -- "$p")
+    if [ "$mode" = - ]; then mode=$(stat -c %a -- "$p") || return 1; fi
+    if [ "$uid" = - ]; then uid=$(stat -c %u -- "$p") || return 1; fi
+    if [ "$gid" = - ]; then gid=$(stat -c %g -- "$p") || return 1; fi
   elif [ "$mode" = - ]; then mode=644; fi
+  if [ -e "$w" ] || [ -L "$w" ]; then echo "$w: File exists" >&2; return 1; fi
+  case $mode in
+    [0246][0246][0246])
+      bits "${mode%??}"; u=$r; m=${mode#?}; bits "${m%?}"; g=$r; bits "${mode#??}"
+      umask "u=$u,g=$g,o=$r"; mode= ;;
+  esac
+  set -C
+  put "$5" "$6" > "$w"; s=$?
+  set +C; umask 077
+  [ "$s" -eq 0 ] || drop "$w" || return 1
   if [ "$uid" != - ] || [ "$gid" != - ]; then
-    own=$(stat -c %u:%g -- "$t")
+    own=$(stat -c %u:%g -- "$w") || drop "$w" || return 1
     [ "$uid" != - ] || uid=${own%:*}
     [ "$gid" != - ] || gid=${own#*:}
-    [ "$uid:$gid" = "$own" ] || chown -- "$uid:$gid" "$t"
+    if [ "$uid:$gid" != "$own" ]; then chown -- "$uid:$gid" "$w" || drop "$w" || return 1; fi
   fi
-  chmod -- "$mode" "$t"
-  sync -- "$t"
-  mv -f -T -- "$t" "$p"
-  sync -- "$d"
+  if [ -n "$mode" ]; then chmod -- "$mode" "$w" || drop "$w" || return 1; fi
+  mark "$w"
+  flush || drop "$w" || return 1
+  mv -f -T -- "$w" "$p" || drop "$w" || return 1
+  mark "$d"
 }
 step_append() {
-  set -e; umask 077
-  need "$1"; nolink "$R"
-  : >> "$R"
-  take "$2" >> "$R"
-  sync -- "$R"
+  want "$1" || return 1; plain "$R" || return 1
+  put "$2" "$3" >> "$R" || return 1
+  mark "$R"
 }
-step_mkdir() { set -e; need "$1"; mkdir -m "$2" -- "$R"; d=${R%/*}; sync -- "${d:-/}"; }
-step_chmod() { need "$1"; nolink "$R"; chmod -- "$2" "$R"; }
-step_chown() { need "$1"; chown -h -- "$2" "$R"; }
-step_remove() { need "$1"; if [ -d "$R" ] && [ ! -L "$R" ]; then rmdir -- "$R"; else rm -- "$R"; fi; }
-step_move() { set -e; need "$1"; a=$R; need "$2"; mv -T -- "$a" "$R"; d=${R%/*}; sync -- "${d:-/}"; }
-n=0
+step_mkdir() {
+  flush || return 1; want "$1" || return 1
+  mkdir -m "$2" -- "$R" || return 1
+  d=${R%/*}; mark "${d:-/}"
+}
+step_chmod() { flush || return 1; want "$1" || return 1; plain "$R" || return 1; chmod -- "$2" "$R"; }
+step_chown() { flush || return 1; want "$1" || return 1; chown -h -- "$2" "$R"; }
+step_remove() {
+  flush || return 1; want "$1" || return 1
+  if [ -d "$R" ] && [ ! -L "$R" ]; then rmdir -- "$R"; else rm -- "$R"; fi
+}
+step_move() {
+  flush || return 1; want "$1" || return 1; a=$R; want "$2" || return 1
+  mv -T -- "$a" "$R" || return 1
+  d=${R%/*}; mark "${d:-/}"
+}
+at=0
 while [ $# -gt 0 ]; do
   case $1 in
-    write) ( step_write "$2" "$3" "$4" "$5" "$6" ); s=$?; shift 6 ;;
-    append) ( step_append "$2" "$3" ); s=$?; shift 3 ;;
-    mkdir) ( step_mkdir "$2" "$3" ); s=$?; shift 3 ;;
-    chmod) ( step_chmod "$2" "$3" ); s=$?; shift 3 ;;
-    chown) ( step_chown "$2" "$3" ); s=$?; shift 3 ;;
-    remove) ( step_remove "$2" ); s=$?; shift 2 ;;
-    move) ( step_move "$2" "$3" ); s=$?; shift 3 ;;
+    write) step_write "$2" "$3" "$4" "$5" "$6" "$7" "$8"; s=$?; shift 8 ;;
+    append) step_append "$2" "$3" "$4"; s=$?; shift 4 ;;
+    mkdir) step_mkdir "$2" "$3"; s=$?; shift 3 ;;
+    chmod) step_chmod "$2" "$3"; s=$?; shift 3 ;;
+    chown) step_chown "$2" "$3"; s=$?; shift 3 ;;
+    remove) step_remove "$2"; s=$?; shift 2 ;;
+    move) step_move "$2" "$3"; s=$?; shift 3 ;;
     *) echo "unknown step $1" >&2; s=1 ;;
   esac
   if [ "$s" -ne 0 ]; then
     # The bytes of the steps not run are read, so the sender never
     # blocks on a full pipe.
-    echo "$n"; cat > /dev/null; exit 1
+    echo "$at"; cat > /dev/null; exit 1
   fi
-  n=$((n+1))
-done"#;
+  at=$((at+1))
+done
+flush || { echo "$((at-1))"; exit 1; }"#;
+
+/// Content up to this size that is text without NUL travels as a word of
+/// the command line (written by `printf`, no process), not on stdin.
+const INLINE_WORD: usize = 4096;
+
+/// `content` as the (length, word) pair of a step: `-` and the text, or
+/// the length and an empty word with the bytes on stdin.
+fn content_words(content: &[u8]) -> (String, String, Vec<u8>) {
+    match std::str::from_utf8(content) {
+        Ok(text) if content.len() <= INLINE_WORD && !content.contains(&0) => {
+            ("-".into(), text.to_string(), Vec::new())
+        }
+        _ => (content.len().to_string(), String::new(), content.to_vec()),
+    }
+}
+
+/// A name part for a write's new file that no other write of this
+/// process uses and a stranger cannot guess (the file is made with
+/// `set -C`, so a guessed name only makes the write fail). Six characters,
+/// as `mktemp` makes: the target's name keeps its room.
+fn temp_suffix() -> String {
+    use std::hash::BuildHasher as _;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let mut v = std::hash::RandomState::new().hash_one((n, std::process::id()));
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    (0..6)
+        .map(|_| {
+            let c = ALPHABET[(v % ALPHABET.len() as u64) as usize];
+            v /= ALPHABET.len() as u64;
+            c as char
+        })
+        .collect()
+}
 
 /// One change, as the words of its [`CHANGES`] step and the bytes it reads.
 pub(super) struct Step {
@@ -128,24 +215,24 @@ impl Step {
             Some(v) => v.to_string(),
             None => "-".to_string(),
         };
+        let (len, text, bytes) = content_words(content);
         let words = vec![
             "write".into(),
             path_word("write", path)?,
             opt(attrs.mode, true),
             opt(attrs.uid, false),
             opt(attrs.gid, false),
-            content.len().to_string(),
+            len,
+            text,
+            temp_suffix(),
         ];
-        Ok(Step::new("write", path, words, content.to_vec()))
+        Ok(Step::new("write", path, words, bytes))
     }
 
     pub fn append(path: &Path, content: &[u8]) -> HostResult<Step> {
-        let words = vec![
-            "append".into(),
-            path_word("append to", path)?,
-            content.len().to_string(),
-        ];
-        Ok(Step::new("append to", path, words, content.to_vec()))
+        let (len, text, bytes) = content_words(content);
+        let words = vec!["append".into(), path_word("append to", path)?, len, text];
+        Ok(Step::new("append to", path, words, bytes))
     }
 
     pub fn mkdir(path: &Path, mode: u32) -> HostResult<Step> {
@@ -187,8 +274,21 @@ impl Step {
         Ok(step)
     }
 
+    /// The step's length in the command line, counted as if quoted twice
+    /// (`--become` quotes the line once more, and each `'` grows again).
+    /// The step's name in [`CHANGES`]: `write`, `mkdir`, `move`...
+    pub fn verb(&self) -> &str {
+        self.words.first().map_or("", String::as_str)
+    }
+
     fn line_len(&self) -> usize {
-        self.words.iter().map(|w| quote(w).len() + 1).sum()
+        self.words
+            .iter()
+            .map(|w| {
+                let q = quote(w);
+                q.len() + 3 * q.matches('\'').count() + 3
+            })
+            .sum()
     }
 }
 

@@ -127,6 +127,7 @@ impl Command {
                 .collect(),
             cwd: self.cwd.as_ref().map(|c| c.resolve(cx)),
             timeout_secs: self.timeout,
+            changes_only: None,
         }
     }
 

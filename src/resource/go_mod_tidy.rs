@@ -134,6 +134,7 @@ impl Resource for GoModTidy {
                 .collect(),
             cwd: Some(dir.clone()),
             timeout_secs: Some(self.timeout),
+            changes_only: None,
         };
         let out = match host.run(&cmd) {
             Ok(out) => out,

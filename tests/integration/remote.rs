@@ -1215,3 +1215,52 @@ fn fix_diagnoses_here_and_fixes_each_host() -> TestResult {
     }
     Ok(())
 }
+
+/// A remote observation decides "missing" without asking `stat` only where
+/// the folder above can be searched: as a user who cannot search it, the
+/// plan says Permission denied for the file, not "will create it", and
+/// a file that really is missing below a folder the user can search is
+/// planned as created.
+#[test]
+fn a_file_in_a_folder_the_user_cannot_search_is_an_error_not_missing() -> TestResult {
+    use std::os::unix::fs::PermissionsExt as _;
+    let client = Client::new();
+    let host = TestHost::start_with_users(&client, &[("nosudo", false)]);
+    client.trust(&host);
+    std::fs::create_dir_all(host.fs("/srv/secret"))?;
+    std::fs::write(host.fs("/srv/secret/app.conf"), "root only\n")?;
+    std::fs::set_permissions(
+        host.fs("/srv/secret"),
+        std::fs::Permissions::from_mode(0o700),
+    )?;
+    std::fs::create_dir_all(host.fs("/srv/open"))?;
+    std::fs::set_permissions(host.fs("/srv/open"), std::fs::Permissions::from_mode(0o777))?;
+    let pb = write_playbook(
+        &client,
+        "[playbook]\nname = \"search\"\n\n\
+         [[resource]]\ntype = \"file\"\npath = \"/srv/open/new.conf\"\ncontent = \"x\\n\"\n\n\
+         [[resource]]\ntype = \"file\"\npath = \"/srv/secret/app.conf\"\ncontent = \"x\\n\"\n",
+    );
+    let pbs = pb.display().to_string();
+    let nosudo = format!("nosudo@127.0.0.1:{}", host.port);
+    let out = client.fixer(&["plan", &pbs, "--host", &nosudo]).output()?;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("/srv/secret/app.conf") && stdout.contains("Permission denied"),
+        "{stdout}"
+    );
+
+    let open_only = write_playbook(
+        &client,
+        "[playbook]\nname = \"open\"\n\n\
+         [[resource]]\ntype = \"file\"\npath = \"/srv/open/new.conf\"\ncontent = \"x\\n\"\n",
+    );
+    let out = client
+        .fixer(&["plan", &open_only.display().to_string(), "--host", &nosudo])
+        .output()?;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("file:/srv/open/new.conf (add)"), "{stdout}");
+    Ok(())
+}

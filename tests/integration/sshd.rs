@@ -312,6 +312,10 @@ impl Relay {
                 let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", to)) else {
                     continue;
                 };
+                // Forward each read at once, as a wire would: with Nagle
+                // the relay itself would add delayed-ACK stalls.
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
                 // Which side spoke last: a server reply after client data
                 // completes one round trip.
                 let last_from_client = Arc::new(AtomicBool::new(false));
