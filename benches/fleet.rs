@@ -350,7 +350,8 @@ fn main() -> Result<()> {
              the same hosts, all with strict host key checking. \
              Each host is a real OpenSSH sshd on loopback in its own mount namespace, \
              reached through a TCP relay that counts round trips (a client burst \
-             answered by the server). Wall time of the whole command; medians of \
+             answered by the server) and forwards each read at once (TCP_NODELAY, \
+             as a wire would). Wall time of the whole command; medians of \
              {rounds} rounds, the tools alternating; hosts emptied before each tool's \
              first run, and every file's content and mode checked on every host after \
              each tool's apply. fixer's apply also journals every change on the host and \
