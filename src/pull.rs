@@ -153,6 +153,28 @@ pub struct Fetch {
     pub allowed_signers: Option<PathBuf>,
 }
 
+impl Fetch {
+    /// `url`'s `branch`, trusting the known_hosts files and offering the
+    /// identity files of the user whose home is `home`, as `ssh` would.
+    pub fn with_user_keys(url: &str, branch: &str, home: Option<&Path>) -> Fetch {
+        let ssh = home.map(|h| h.join(".ssh"));
+        Fetch {
+            url: url.to_string(),
+            branch: branch.to_string(),
+            known_hosts: ssh
+                .iter()
+                .map(|s| s.join("known_hosts"))
+                .chain([PathBuf::from("/etc/ssh/ssh_known_hosts")])
+                .collect(),
+            identities: ssh
+                .iter()
+                .flat_map(|s| ["id_ed25519", "id_ecdsa", "id_rsa"].map(|k| s.join(k)))
+                .collect(),
+            allowed_signers: None,
+        }
+    }
+}
+
 fn fetch_error(f: &Fetch, e: impl std::fmt::Display) -> PullError {
     PullError::Fetch {
         url: f.url.clone(),
@@ -194,9 +216,65 @@ pub fn fetch(f: &Fetch, dir: &Path) -> Result<String, PullError> {
             git2::Repository::init(dir).map_err(|e| fetch_error(f, e))?
         }
     };
+    let mut opts = git2::FetchOptions::new();
+    opts.remote_callbacks(callbacks(f));
+    let tracking = format!("refs/remotes/origin/{}", f.branch);
+    let mut remote = repo
+        .remote_anonymous(&f.url)
+        .map_err(|e| fetch_error(f, e))?;
+    remote
+        .fetch(
+            &[format!("+refs/heads/{}:{tracking}", f.branch)],
+            Some(&mut opts),
+            None,
+        )
+        .map_err(|e| fetch_error(f, transfer_message(f, &e)))?;
+    let commit = repo
+        .find_reference(&tracking)
+        .and_then(|r| r.peel_to_commit())
+        .map_err(|e| fetch_error(f, format!("no branch `{}`: {}", f.branch, e.message())))?;
+    let id = commit.id().to_string();
+    if let Some(signers) = &f.allowed_signers {
+        verify_signature(f, &repo, commit.id(), signers)?;
+    }
+    repo.checkout_tree(
+        commit.as_object(),
+        Some(
+            git2::build::CheckoutBuilder::new()
+                .force()
+                .remove_untracked(true),
+        ),
+    )
+    .map_err(|e| fetch_error(f, e))?;
+    repo.set_head_detached(commit.id())
+        .map_err(|e| fetch_error(f, e))?;
+    Ok(id)
+}
+
+/// What a failed fetch or push says, with the way out when the server's
+/// host key is the reason.
+pub fn transfer_message(f: &Fetch, e: &git2::Error) -> String {
+    if e.code() == git2::ErrorCode::Certificate || e.message().contains("hostkey") {
+        format!(
+            "{}: the server's host key is not in known_hosts ({}); add it with a first `ssh` to the server or ssh-keyscan",
+            e.message(),
+            f.known_hosts
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        e.message().to_string()
+    }
+}
+
+/// Credentials (the agent, then the identity files) and the host key
+/// check (known_hosts) for a transfer with `f`'s repository.
+pub fn callbacks(f: &Fetch) -> git2::RemoteCallbacks<'static> {
     let mut callbacks = git2::RemoteCallbacks::new();
     let mut tried_agent = false;
-    let mut keys = f.identities.iter().filter(|p| p.is_file());
+    let mut keys = f.identities.clone().into_iter().filter(|p| p.is_file());
     callbacks.credentials(move |_url, user, allowed| {
         let user = user.unwrap_or("git");
         if allowed.contains(git2::CredentialType::SSH_KEY) {
@@ -205,7 +283,7 @@ pub fn fetch(f: &Fetch, dir: &Path) -> Result<String, PullError> {
                 return git2::Cred::ssh_key_from_agent(user);
             }
             if let Some(key) = keys.next() {
-                return git2::Cred::ssh_key(user, None, key, None);
+                return git2::Cred::ssh_key(user, None, &key, None);
             }
         }
         Err(git2::Error::from_str("no credential left to try"))
@@ -229,56 +307,7 @@ pub fn fetch(f: &Fetch, dir: &Path) -> Result<String, PullError> {
             None => Ok(git2::CertificateCheckStatus::CertificatePassthrough),
         }
     });
-    let mut opts = git2::FetchOptions::new();
-    opts.remote_callbacks(callbacks);
-    let tracking = format!("refs/remotes/origin/{}", f.branch);
-    let mut remote = repo
-        .remote_anonymous(&f.url)
-        .map_err(|e| fetch_error(f, e))?;
-    remote
-        .fetch(
-            &[format!("+refs/heads/{}:{tracking}", f.branch)],
-            Some(&mut opts),
-            None,
-        )
-        .map_err(|e| {
-            if e.code() == git2::ErrorCode::Certificate || e.message().contains("hostkey") {
-                fetch_error(
-                    f,
-                    format!(
-                        "{}: the server's host key is not in known_hosts ({}); add it with a first `ssh` to the server or ssh-keyscan",
-                        e.message(),
-                        f.known_hosts
-                            .iter()
-                            .map(|p| p.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                )
-            } else {
-                fetch_error(f, e.message())
-            }
-        })?;
-    let commit = repo
-        .find_reference(&tracking)
-        .and_then(|r| r.peel_to_commit())
-        .map_err(|e| fetch_error(f, format!("no branch `{}`: {}", f.branch, e.message())))?;
-    let id = commit.id().to_string();
-    if let Some(signers) = &f.allowed_signers {
-        verify_signature(f, &repo, commit.id(), signers)?;
-    }
-    repo.checkout_tree(
-        commit.as_object(),
-        Some(
-            git2::build::CheckoutBuilder::new()
-                .force()
-                .remove_untracked(true),
-        ),
-    )
-    .map_err(|e| fetch_error(f, e))?;
-    repo.set_head_detached(commit.id())
-        .map_err(|e| fetch_error(f, e))?;
-    Ok(id)
+    callbacks
 }
 
 /// `ssh-keygen -Y verify` of the commit's SSH signature against the

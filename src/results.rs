@@ -5,8 +5,10 @@
 //! Each record is its own file, created under a name no other writer can
 //! pick (host, time, process, random suffix) and renamed into place whole,
 //! so writers never conflict and a reader never sees half a record. A
-//! directory on a shared mount, or one that a job commits to a git branch,
+//! directory on a shared mount, or a git branch (`results/git.rs`),
 //! gathers a fleet.
+
+mod git;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -187,6 +189,12 @@ pub enum StoreError {
     },
     #[error("results store {}: not a folder", path.display())]
     NotADir { path: PathBuf },
+    #[error("results store {url} (branch {branch}): {message}")]
+    Git {
+        url: String,
+        branch: String,
+        message: String,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -214,9 +222,16 @@ fn folder_name(host: &str) -> String {
     }
 }
 
-/// A directory of records: `DIR/<host>/<started>-<unique>.json`.
+/// Where records go: a directory, `DIR/<host>/<started>-<unique>.json`,
+/// or the same layout on a git branch (`git+URL[#BRANCH]`, see
+/// `results/git.rs`).
 pub struct Store {
-    dir: PathBuf,
+    at: At,
+}
+
+enum At {
+    Dir(PathBuf),
+    Git(git::GitStore),
 }
 
 /// What a store holds: the records that read, and the files that did not.
@@ -226,94 +241,59 @@ pub struct Contents {
     pub unreadable: Vec<(PathBuf, String)>,
 }
 
+/// One record file's bytes as a record of this schema.
+fn parse(bytes: &[u8]) -> Result<Record, String> {
+    let r = serde_json::from_slice::<Record>(bytes).map_err(|e| e.to_string())?;
+    if r.schema == SCHEMA {
+        Ok(r)
+    } else {
+        Err(format!("schema `{}`, not {SCHEMA}", r.schema))
+    }
+}
+
+/// The part of a record's file name no other writer picks: its start,
+/// this process, and a random part.
+fn unique_name(record: &Record) -> String {
+    use std::hash::BuildHasher as _;
+    let stamp: String = record
+        .started
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
+    let random = std::hash::RandomState::new().hash_one((&record.host, &record.started));
+    format!("{stamp}-{}-{random:016x}.json", std::process::id())
+}
+
 impl Store {
-    pub fn new(dir: impl Into<PathBuf>) -> Store {
-        Store { dir: dir.into() }
+    /// A store spec as `--report-to` takes it: `git+URL[#BRANCH]`, or a
+    /// directory.
+    pub fn new(spec: impl Into<PathBuf>) -> Store {
+        let spec: PathBuf = spec.into();
+        let at = match spec.to_str().and_then(|s| s.strip_prefix(git::PREFIX)) {
+            Some(url) => At::Git(git::GitStore::new(url)),
+            None => At::Dir(spec),
+        };
+        Store { at }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Add `record`, durably; the file it went to.
+    /// Add `record`, durably; the file it went to (inside the branch, for
+    /// a git store).
     pub fn put(&self, record: &Record) -> Result<PathBuf, StoreError> {
-        if self.dir.exists() && !self.dir.is_dir() {
-            return Err(StoreError::NotADir {
-                path: self.dir.clone(),
-            });
+        let folder = folder_name(&record.host);
+        let name = unique_name(record);
+        match &self.at {
+            At::Dir(dir) => put_file(dir, &folder, &name, record),
+            At::Git(git) => git.put(record, &folder, &name),
         }
-        let folder = self.dir.join(folder_name(&record.host));
-        std::fs::create_dir_all(&folder).map_err(io(&folder))?;
-        let stamp: String = record
-            .started
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .collect();
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".new-")
-            .suffix(".json")
-            .tempfile_in(&folder)
-            .map_err(io(&folder))?;
-        let text = serde_json::to_vec_pretty(record).map_err(|e| StoreError::Io {
-            path: folder.clone(),
-            source: std::io::Error::other(e),
-        })?;
-        tmp.write_all(&text)
-            .and_then(|()| tmp.write_all(b"\n"))
-            .and_then(|()| tmp.as_file().sync_all())
-            .map_err(io(tmp.path()))?;
-        // The temp file's random part makes the name unique among writers.
-        let unique = tmp
-            .path()
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .and_then(|s| s.strip_prefix(".new-"))
-            .unwrap_or("x")
-            .to_string();
-        let path = folder.join(format!("{stamp}-{}-{unique}.json", std::process::id()));
-        tmp.persist_noclobber(&path).map_err(|e| StoreError::Io {
-            path: path.clone(),
-            source: e.error,
-        })?;
-        std::fs::File::open(&folder)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&folder))?;
-        Ok(path)
     }
 
     /// Every record, oldest first; files that are not records are listed
     /// apart, never fatal: one bad writer must not hide the fleet.
     pub fn read(&self) -> Result<Contents, StoreError> {
-        let mut out = Contents::default();
-        let hosts = std::fs::read_dir(&self.dir).map_err(io(&self.dir))?;
-        for host in hosts {
-            let host = host.map_err(io(&self.dir))?;
-            if !host.file_type().map_err(io(&host.path()))?.is_dir() {
-                continue;
-            }
-            let folder = host.path();
-            for file in std::fs::read_dir(&folder).map_err(io(&folder))? {
-                let path = file.map_err(io(&folder))?.path();
-                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                if name.starts_with('.') || !name.ends_with(".json") {
-                    continue;
-                }
-                let parsed = std::fs::read(&path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| serde_json::from_slice::<Record>(&b).map_err(|e| e.to_string()))
-                    .and_then(|r| {
-                        if r.schema == SCHEMA {
-                            Ok(r)
-                        } else {
-                            Err(format!("schema `{}`, not {SCHEMA}", r.schema))
-                        }
-                    });
-                match parsed {
-                    Ok(r) => out.records.push(r),
-                    Err(e) => out.unreadable.push((path, e)),
-                }
-            }
-        }
+        let mut out = match &self.at {
+            At::Dir(dir) => read_dir(dir)?,
+            At::Git(git) => git.read()?,
+        };
         out.records.sort_by(|a, b| {
             time(&a.started)
                 .cmp(&time(&b.started))
@@ -322,6 +302,66 @@ impl Store {
         out.unreadable.sort();
         Ok(out)
     }
+}
+
+fn put_file(dir: &Path, folder: &str, name: &str, record: &Record) -> Result<PathBuf, StoreError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(StoreError::NotADir {
+            path: dir.to_path_buf(),
+        });
+    }
+    let folder = dir.join(folder);
+    std::fs::create_dir_all(&folder).map_err(io(&folder))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".new-")
+        .suffix(".json")
+        .tempfile_in(&folder)
+        .map_err(io(&folder))?;
+    let text = serde_json::to_vec_pretty(record).map_err(|e| StoreError::Io {
+        path: folder.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    tmp.write_all(&text)
+        .and_then(|()| tmp.write_all(b"\n"))
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(io(tmp.path()))?;
+    let path = folder.join(name);
+    // No clobbering: two writers that picked one name both learn it.
+    tmp.persist_noclobber(&path).map_err(|e| StoreError::Io {
+        path: path.clone(),
+        source: e.error,
+    })?;
+    std::fs::File::open(&folder)
+        .and_then(|d| d.sync_all())
+        .map_err(io(&folder))?;
+    Ok(path)
+}
+
+fn read_dir(dir: &Path) -> Result<Contents, StoreError> {
+    let mut out = Contents::default();
+    let hosts = std::fs::read_dir(dir).map_err(io(dir))?;
+    for host in hosts {
+        let host = host.map_err(io(dir))?;
+        if !host.file_type().map_err(io(&host.path()))?.is_dir() {
+            continue;
+        }
+        let folder = host.path();
+        for file in std::fs::read_dir(&folder).map_err(io(&folder))? {
+            let path = file.map_err(io(&folder))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.starts_with('.') || !name.ends_with(".json") {
+                continue;
+            }
+            match std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| parse(&b))
+            {
+                Ok(r) => out.records.push(r),
+                Err(e) => out.unreadable.push((path, e)),
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn time(rfc3339: &str) -> Option<std::time::SystemTime> {

@@ -86,8 +86,9 @@ struct Global {
           value_parser = clap::value_parser!(u64).range(5..))]
     confirm_timeout: u64,
     /// With apply or fix: add one JSON record per host and run to the
-    /// results store DIR (`fixer report DIR` reads it).
-    #[arg(long, value_name = "DIR", global = true)]
+    /// results store STORE, a folder or `git+URL[#BRANCH]` (`fixer report
+    /// STORE` reads it).
+    #[arg(long, value_name = "STORE", global = true)]
     report_to: Option<PathBuf>,
 }
 
@@ -226,7 +227,8 @@ enum Command {
     /// The fleet from a results store (`--report-to DIR`): each host's
     /// last run, and whether it converged, drifted, fails or is behind.
     Report {
-        /// The results store (a folder of JSON records).
+        /// The results store: a folder of JSON records, or
+        /// `git+URL[#BRANCH]`.
         store: PathBuf,
         /// Also write a self-contained HTML page with a timeline of runs.
         #[arg(long, value_name = "FILE")]

@@ -63,20 +63,9 @@ pub fn pull(g: &Global, a: &Args<'_>, p: &mut Printer) -> Result<u8, Error> {
     let mut state =
         State::load(&state_path, &url, a.branch).map_err(|e| Error::Usage(e.to_string()))?;
     let home = fixer::host::LocalHost::new(None).home().ok();
-    let ssh = home.map(|h| h.join(".ssh"));
     let fetch = Fetch {
-        url: url.clone(),
-        branch: a.branch.to_string(),
-        known_hosts: ssh
-            .iter()
-            .map(|s| s.join("known_hosts"))
-            .chain([PathBuf::from("/etc/ssh/ssh_known_hosts")])
-            .collect(),
-        identities: ssh
-            .iter()
-            .flat_map(|s| ["id_ed25519", "id_ecdsa", "id_rsa"].map(|k| s.join(k)))
-            .collect(),
         allowed_signers: a.allowed_signers.map(Path::to_path_buf),
+        ..Fetch::with_user_keys(&url, a.branch, home.as_deref())
     };
     let started = std::time::SystemTime::now();
     let target = host(root)?;

@@ -345,3 +345,108 @@ fn the_html_report_shows_the_fleet_in_chromium() -> TestResult {
     );
     Ok(())
 }
+
+/// `git` from the machine (tests/deps.sh installs it), to read back what
+/// git2 pushed.
+fn git(args: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
+    let out = crate::gotools::tool("git").args(args).output()?;
+    if !out.status.success() {
+        return Err(format!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn hosts_reporting_at_once_to_a_git_branch_lose_no_record() -> TestResult {
+    let store = tempfile::tempdir()?;
+    let bare = store.path().join("results.git");
+    git(&["init", "-q", "--bare", bare.to_str().ok_or("path")?])?;
+    let spec = format!("git+file://{}#fleet", bare.display());
+    // Eight machines at once, each with its own cache, as separate hosts
+    // would be: their pushes race and the losers commit again on top (with
+    // eight, an unlocked local push once lost a record).
+    const HOSTS: usize = 8;
+    let boxes: Vec<Sandbox> = (0..HOSTS).map(|_| Sandbox::new()).collect();
+    let mut running = Vec::new();
+    for sb in &boxes {
+        let pb = sb.playbook("demo.toml", PLAYBOOK);
+        let mut cmd = sb.command(&["apply", pb.to_str().ok_or("path")?, "--report-to", &spec]);
+        cmd.env("XDG_CACHE_HOME", sb.base().join("cache"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        running.push(cmd.spawn()?);
+    }
+    for child in running {
+        let out = child.wait_with_output()?;
+        assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+        assert!(
+            !stderr_of(&out).contains("not recorded"),
+            "{}",
+            stderr_of(&out)
+        );
+    }
+    let gitdir = format!("--git-dir={}", bare.display());
+    let files = git(&[&gitdir, "ls-tree", "-r", "--name-only", "fleet"])?;
+    let folders: std::collections::BTreeSet<&str> = files
+        .lines()
+        .filter(|f| f.ends_with(".json"))
+        .filter_map(|f| f.split('/').next())
+        .collect();
+    assert_eq!(folders.len(), HOSTS, "{files}");
+    assert_eq!(files.lines().count(), HOSTS, "{files}");
+    assert_eq!(
+        git(&[&gitdir, "rev-list", "--count", "fleet"])?.trim(),
+        HOSTS.to_string()
+    );
+    // Each file is a record of the schema, as git itself reads it.
+    for f in files.lines() {
+        let text = git(&[&gitdir, "show", &format!("fleet:{f}")])?;
+        let record: Value = serde_json::from_str(&text)?;
+        assert_eq!(record["schema"], "fixer-result/1", "{text}");
+    }
+
+    let reader = &boxes[0];
+    let out = reader
+        .fixer_here(&["report", &spec])
+        .env("XDG_CACHE_HOME", reader.base().join("reader-cache"))
+        .output()?;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(
+        stdout_of(&out).contains(&format!("{HOSTS} hosts:")),
+        "{}",
+        stdout_of(&out)
+    );
+    Ok(())
+}
+
+#[test]
+fn a_git_store_that_cannot_be_reached_never_fails_the_run() -> TestResult {
+    let sb = Sandbox::new();
+    let pb = sb.playbook("demo.toml", PLAYBOOK);
+    let missing = sb.base().join("no-such-repo.git");
+    let spec = format!("git+file://{}", missing.display());
+    let out = sb
+        .fixer(&["apply", pb.to_str().ok_or("path")?, "--report-to", &spec])
+        .env("XDG_CACHE_HOME", sb.base().join("cache"))
+        .output()?;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("the run is done, but its result was not recorded")
+            && err.contains("no-such-repo.git (branch fixer-results)"),
+        "{err}"
+    );
+    assert_eq!(sb.read("/etc/demo.conf"), "wanted\n");
+
+    // A branch no run has reported to yet: report says so.
+    let bare = sb.base().join("empty.git");
+    git(&["init", "-q", "--bare", bare.to_str().ok_or("path")?])?;
+    let out = sb
+        .fixer_here(&["report", &format!("git+file://{}#fleet", bare.display())])
+        .env("XDG_CACHE_HOME", sb.base().join("cache"))
+        .output()?;
+    assert_eq!(out.status.code(), Some(1), "{}", stdout_of(&out));
+    let text = format!("{}{}", stdout_of(&out), stderr_of(&out));
+    assert!(text.contains("the branch does not exist yet"), "{text}");
+    Ok(())
+}
