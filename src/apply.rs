@@ -105,8 +105,13 @@ pub fn apply_with(
     // The run folder's few changes go out in one round trip, and any
     // failure of them is known here, before a resource is touched.
     host.batch(true).on(host)?;
-    let mut journal = store.begin(&playbook.name)?;
-    host.batch(true).on(host)?;
+    let begun = store.begin(&playbook.name);
+    let sent = host.batch(begun.is_ok());
+    let mut journal = begun?;
+    if let Err(e) = sent {
+        let _ = host.batch(false);
+        return Err(Error::host(host, e));
+    }
     if let Some(timeout) = opts.confirm_timeout {
         journal.arm_before_change(timeout);
     }

@@ -134,9 +134,9 @@ while [ $# -gt 0 ]; do
     *) echo "unknown step $1" >&2; s=1 ;;
   esac
   if [ "$s" -ne 0 ]; then
-    # The bytes of the steps not run are read, so the sender never
-    # blocks on a full pipe.
-    echo "$at"; cat > /dev/null; exit 1
+    # What the steps before made stays durable; the bytes of the steps
+    # not run are read, so the sender never blocks on a full pipe.
+    flush 2>/dev/null; echo "$at"; cat > /dev/null; exit 1
   fi
   at=$((at+1))
 done

@@ -1264,3 +1264,39 @@ fn a_file_in_a_folder_the_user_cannot_search_is_an_error_not_missing() -> TestRe
     assert!(stdout.contains("file:/srv/open/new.conf (add)"), "{stdout}");
     Ok(())
 }
+
+/// The run folder's changes go out together before any resource is
+/// touched: when they fail, the apply says which and changes nothing.
+#[test]
+fn a_run_folder_that_cannot_be_made_stops_the_apply_before_any_change() -> TestResult {
+    let client = Client::new();
+    let host = TestHost::start_with_users(&client, &[("ops", false)]);
+    client.trust(&host);
+    let ops = 2001; // the first user's id (tests/integration/sshd.rs)
+    std::fs::create_dir_all(host.fs("/srv/app"))?;
+    std::os::unix::fs::chown(host.fs("/srv/app"), Some(ops), Some(ops))?;
+    // The user may take the lock, but not make a run folder.
+    std::fs::create_dir_all(host.fs("/var/lib/fixer/runs"))?;
+    std::os::unix::fs::chown(host.fs("/var/lib/fixer"), Some(ops), Some(ops))?;
+    let pb = write_playbook(
+        &client,
+        "[playbook]\nname = \"begin\"\n\n\
+         [[resource]]\ntype = \"file\"\npath = \"/srv/app/config.txt\"\ncontent = \"x\\n\"\n",
+    );
+    let target = format!("ops@127.0.0.1:{}", host.port);
+    let out = client
+        .fixer(&["apply", &pb.display().to_string(), "--host", &target])
+        .output()?;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("/var/lib/fixer/runs/.new-") && stdout.contains("Permission denied"),
+        "{stdout}"
+    );
+    assert!(!host.fs("/srv/app/config.txt").exists());
+    assert_eq!(
+        std::fs::read_dir(host.fs("/var/lib/fixer/runs"))?.count(),
+        0
+    );
+    Ok(())
+}
