@@ -30,6 +30,8 @@ NEEDED+=(
   [chromium]=chromium    # fixer report --html is looked at in headless Chromium
   [systemd-analyze]=systemd  # fixer pull --install-timer units are checked by systemd-analyze verify
   [npm]=npm              # installs taplo, the TOML engine of editors, to check the schema
+  [openssl]=openssl      # pull over https: the test's own certificate
+  [python3]=python3      # pull over https: a TLS server in front of git http-backend
 )
 fi
 

@@ -1,5 +1,6 @@
 //! `fixer pull`: real git repositories (made with the git CLI), served
-//! from a folder and over a real sshd test host; `--root` sandboxes as the
+//! from a folder, over a real sshd test host, and over https by the real
+//! `git http-backend` (tests/data/git-https-server.py); `--root` sandboxes as the
 //! pulling hosts; systemd units checked by `systemd-analyze verify`.
 
 use std::path::{Path, PathBuf};
@@ -366,5 +367,100 @@ fn a_second_pull_of_the_same_repo_waits_for_none_and_does_nothing() -> TestResul
     assert_eq!(sb.read("/etc/demo.conf"), "v1\n");
     assert_eq!(pull(&sb, r, &[]).status.code(), Some(0));
     assert_eq!(sb.read("/etc/demo.conf"), "v2\n");
+    Ok(())
+}
+
+/// The https server of `tests/data/git-https-server.py`, ended (by its PID)
+/// when dropped.
+struct HttpsGit {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for HttpsGit {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn pulls_over_https_only_from_a_trusted_certificate() -> TestResult {
+    use std::io::BufRead as _;
+    let origin = Sandbox::new();
+    let work = repo(&origin)?;
+    let served = origin.base().join("served");
+    std::fs::create_dir_all(&served)?;
+    git(
+        &work,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            ".",
+            served.join("fixes.git").to_str().ok_or("path")?,
+        ],
+    )?;
+    let (cert, key) = (
+        origin.base().join("cert.pem"),
+        origin.base().join("key.pem"),
+    );
+    let made = crate::gotools::tool("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()?;
+    assert!(made.status.success(), "{}", stderr_of(&made));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/git-https-server.py");
+    let mut child = crate::gotools::tool("python3")
+        .arg(&script)
+        .args([&served, &cert, &key])
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().ok_or("stdout")?).read_line(&mut line)?;
+    let server = HttpsGit {
+        port: line.trim().parse()?,
+        child,
+    };
+    let url = format!("https://127.0.0.1:{}/fixes.git", server.port);
+    let sb = Sandbox::new();
+
+    // A certificate nobody trusts: refused, nothing applied.
+    let out = sb
+        .command(&["pull", &url])
+        .env("SSL_CERT_FILE", origin.base().join("no-ca.pem"))
+        .output()?;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("nothing was applied")
+            && stderr_of(&out).to_lowercase().contains("certificate"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(!sb.exists("/etc/demo.conf"));
+
+    // Trusted: fetched over TLS from the real git http-backend, applied.
+    let out = sb
+        .command(&["pull", &url])
+        .env("SSL_CERT_FILE", &cert)
+        .output()?;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert_eq!(sb.read("/etc/demo.conf"), "v1\n");
+    assert_eq!(
+        state(&sb)?["converged"],
+        git(&work, &["rev-parse", "HEAD"])?.as_str()
+    );
+    drop(server);
     Ok(())
 }
