@@ -666,17 +666,17 @@ pub fn rollback(
                 Status::Applied => r.changes > 0,
                 Status::Failed | Status::RolledBack => false,
             })
-            .ok_or_else(|| Error::NoSuchRun {
+            .ok_or_else(|| Error::NothingToUndo {
                 message: format!(
-                    "nothing to roll back on {}: no run that changed something is left",
+                    "Nothing to roll back on {}: no run that changed something is left.",
                     host.name()
                 ),
             })?,
     };
     if matches!(record.status, Status::RolledBack | Status::Failed) {
-        return Err(Error::NoSuchRun {
+        return Err(Error::NothingToUndo {
             message: format!(
-                "run {} is already {}",
+                "Nothing to roll back: run {} is already {}.",
                 record.id,
                 record.status.describe(false)
             ),

@@ -133,6 +133,11 @@ pub enum Error {
     #[error("{message}")]
     NoSuchRun { message: String },
 
+    /// `rollback` found nothing left to undo (no run, or the run is
+    /// already undone): not a failure, scripts get exit 0 and the message.
+    #[error("{message}")]
+    NothingToUndo { message: String },
+
     /// Ctrl-C or SIGTERM during an apply: it stops before the next change
     /// and rolls back, as for any failure.
     #[error("interrupted (Ctrl-C or SIGTERM) before the next change")]

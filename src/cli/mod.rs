@@ -287,6 +287,9 @@ pub fn main() -> ExitCode {
         _ => Verbosity::Normal,
     };
     let mut printer = Printer::new(cli.global.format, color, verbosity);
+    if let Some(root) = &cli.global.root {
+        printer.set_target_flag(format!("--root {}", fixer::host::shell::quote_path(root)));
+    }
     let code = match run(&cli, &mut printer) {
         Ok(code) => code,
         Err(e) => {
@@ -579,7 +582,13 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
         }
         Command::Rollback { run, force } => {
             let host = host(g.root.as_deref())?;
-            let (record, report) = apply::rollback(&host, run.as_deref(), *force)?;
+            let (record, report) = match apply::rollback(&host, run.as_deref(), *force) {
+                Err(Error::NothingToUndo { message }) => {
+                    p.nothing_to_undo(&message);
+                    return Ok(0);
+                }
+                other => other?,
+            };
             p.rolled_back(&record, &report);
             Ok(if report.complete() { 0 } else { 1 })
         }

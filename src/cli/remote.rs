@@ -272,7 +272,13 @@ impl Fleet {
             }
             Job::Rollback { run, force } => {
                 tick("rolling back");
-                let (record, report) = apply::rollback(host, *run, *force)?;
+                let (record, report) = match apply::rollback(host, *run, *force) {
+                    Err(Error::NothingToUndo { message }) => {
+                        p.nothing_to_undo(&message);
+                        return Ok(ok(0, 0, None));
+                    }
+                    other => other?,
+                };
                 p.rolled_back(&record, &report);
                 Ok(Report {
                     status: if report.complete() {

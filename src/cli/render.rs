@@ -384,7 +384,7 @@ impl Printer {
     /// A warning: stderr (or the host's block), at every level.
     pub fn warn(&self, msg: &str) {
         self.warned.set(self.warned.get() + 1);
-        self.diag(&format!("warning: {msg}"));
+        self.diag(&self.with_target(&format!("warning: {msg}")));
     }
 
     /// A result of the command, printed at every level.
@@ -392,6 +392,14 @@ impl Printer {
         match self.format {
             Format::Text => self.out(msg),
             Format::Json => eprintln!("{}", self.masker.mask(msg)),
+        }
+    }
+
+    /// `rollback` with nothing left to undo: a result, not an error.
+    pub fn nothing_to_undo(&self, msg: &str) {
+        match self.format {
+            Format::Text => self.out(msg),
+            Format::Json => self.emit_json(&json!({"nothing_to_roll_back": true, "message": msg})),
         }
     }
 
@@ -819,21 +827,44 @@ impl Printer {
         }
     }
 
+    /// `text` with every command it suggests (`` `fixer rollback ID` ``)
+    /// naming the target this run acts on: pasted as it stands, a hint
+    /// without `--root` or `--host` would act on this machine instead.
+    fn with_target(&self, text: &str) -> String {
+        // The commands that act on a target; report, init, diagnose... do not.
+        const TARGETED: [&str; 6] = ["rollback", "history", "plan", "apply", "fix", "prune"];
+        let Some(flag) = &self.target_flag else {
+            return text.to_string();
+        };
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("`fixer ") {
+            let (before, after) = rest.split_at(start + 1);
+            out.push_str(before);
+            let Some(end) = after.find('`') else {
+                break;
+            };
+            let command = &after[..end];
+            out.push_str(command);
+            let verb = command.split_whitespace().nth(1).unwrap_or("");
+            if TARGETED.contains(&verb) && !command.contains(flag.as_str()) {
+                out.push(' ');
+                out.push_str(flag);
+            }
+            rest = &after[end..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// Commands suggested to the user name the target as `flag` (`--root
+    /// /mnt/image`); set for a local run with --root.
+    pub fn set_target_flag(&mut self, flag: String) {
+        self.target_flag = Some(flag);
+    }
+
     pub fn error(&self, e: &Error) {
         let mut text = format!("error: {e}");
-        // Name the remote host in the command the message suggests.
-        if let (Error::Interrupted { run, .. }, Some(_)) = (e, &self.target_flag) {
-            text = text.replace(
-                &format!("`fixer rollback {run}`"),
-                &format!("`{}`", self.hint(run, None)),
-            );
-        }
-        if let (Error::ChangedSinceRun { run, .. }, Some(_)) = (e, &self.target_flag) {
-            text = text.replace(
-                &format!("`fixer rollback {run} --force`"),
-                &format!("`{} --force`", self.hint(run, None)),
-            );
-        }
         if let Error::ApplyFailed { run, rollback, .. } = e {
             for n in &rollback.not_undoable {
                 text.push_str(&format!("\nwarning: {n}"));
@@ -860,7 +891,7 @@ impl Printer {
                 ));
             }
         }
-        let text = self.masker.mask(&text);
+        let text = self.masker.mask(&self.with_target(&text));
         match self.format {
             Format::Json => {
                 let mut v = json!({"error": text});
@@ -872,5 +903,24 @@ impl Printer {
             }
             Format::Text => self.diag(&text),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggested_commands_name_the_target_once_and_only_where_they_act_on_one() {
+        let mut p = Printer::new(Format::Text, false, Verbosity::Normal);
+        let text = "roll it back with `fixer rollback 7`, then `fixer report DIR`; \
+                    `fixer rollback 7 --force --root /mnt/img` and `fixer history` or `fixer";
+        assert_eq!(p.with_target(text), text, "no target: unchanged");
+        p.set_target_flag("--root /mnt/img".into());
+        assert_eq!(
+            p.with_target(text),
+            "roll it back with `fixer rollback 7 --root /mnt/img`, then `fixer report DIR`; \
+             `fixer rollback 7 --force --root /mnt/img` and `fixer history --root /mnt/img` or `fixer"
+        );
     }
 }

@@ -227,7 +227,10 @@ fn saved_plan_applies_and_is_refused_after_drift() -> TestResult {
         .assert()
         .code(1)
         .stderr(contains("the saved plan no longer matches"))
-        .stderr(contains("run `fixer plan` again"));
+        .stderr(contains(format!(
+            "run `fixer plan --root {}` again",
+            sb.root().display()
+        )));
     assert_eq!(sb.tree(), before, "a refused plan changed the target");
 
     // A fresh plan of the current state applies.

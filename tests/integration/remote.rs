@@ -538,7 +538,7 @@ fn rollback_works_from_another_controller() -> TestResult {
         "{block}"
     );
     assert!(
-        block.contains(&format!("--host {} --force`", host.spec())),
+        block.contains(&format!("--force --host {}`", host.spec())),
         "{block}"
     );
     assert_eq!(

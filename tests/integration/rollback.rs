@@ -32,11 +32,16 @@ fn rollback_restores_the_target_exactly() -> TestResult {
     after.remove("/built.txt");
     after.remove("/reload.log");
     assert_eq!(after, before);
-    // Nothing left to undo.
+    // Nothing left to undo: said, and a success, as scripts expect; JSON
+    // says it as a field.
     sb.fixer(&["rollback"])
         .assert()
-        .code(1)
-        .stderr(contains("nothing to roll back"));
+        .code(0)
+        .stdout(contains("Nothing to roll back on"));
+    sb.fixer(&["rollback", "--format", "json"])
+        .assert()
+        .code(0)
+        .stdout(contains(r#""nothing_to_roll_back": true"#));
     Ok(())
 }
 
@@ -71,8 +76,9 @@ fn rollback_walks_back_run_by_run_and_by_name() -> TestResult {
     let first = runs[0]["id"].as_str().ok_or("id")?;
     sb.fixer(&["rollback", first])
         .assert()
-        .code(1)
-        .stderr(contains("is already rolled back"));
+        .code(0)
+        .stdout(contains("Nothing to roll back: run"))
+        .stdout(contains("is already rolled back"));
     sb.fixer(&["rollback", "no-such-run"])
         .assert()
         .code(1)
@@ -133,8 +139,8 @@ fn a_command_failing_halfway_rolls_everything_back() -> TestResult {
     // A failed run is not offered again for rollback.
     sb.fixer(&["rollback"])
         .assert()
-        .code(1)
-        .stderr(contains("nothing to roll back"));
+        .code(0)
+        .stdout(contains("Nothing to roll back on"));
     Ok(())
 }
 
@@ -174,18 +180,44 @@ fn sigkill_halfway_is_detected_and_rolled_back() -> TestResult {
     assert!(!sb.exists("/var/cache/app"));
 
     // plan warns, apply refuses, both name the way out.
-    sb.fixer(&["plan", pb]).assert().success().stderr(contains(
-        "was interrupted before it finished; roll it back with `fixer rollback",
-    ));
-    sb.fixer(&["apply", pb]).assert().code(1).stderr(contains(
-        "was interrupted before it finished; roll it back first with `fixer rollback",
-    ));
+    sb.fixer(&["plan", pb])
+        .assert()
+        .success()
+        .stderr(contains(
+            "was interrupted before it finished; roll it back with `fixer rollback",
+        ))
+        .stderr(contains(format!("--root {}`", sb.root().display())));
+    let refused = sb.command(&["apply", pb]).output()?;
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(
+        err.contains("was interrupted before it finished; roll it back first with `fixer rollback"),
+        "{err}"
+    );
     sb.fixer(&["history"])
         .assert()
         .success()
         .stdout(contains("interrupted"));
 
-    sb.fixer(&["rollback"]).assert().success();
+    // The hint, run as the user would paste it: it names the root, so it
+    // acts on the sandbox (never checked by running it without).
+    let hint = err
+        .split('`')
+        .nth(1)
+        .ok_or("no command in the message")?
+        .to_string();
+    let words: Vec<&str> = hint.split_whitespace().collect();
+    assert_eq!(
+        &words[words.len() - 2..],
+        ["--root", sb.root().to_str().ok_or("path")?],
+        "{hint}"
+    );
+    assert_eq!(words[..2], ["fixer", "rollback"], "{hint}");
+    let ran = std::process::Command::new(assert_cmd::cargo::cargo_bin("fixer"))
+        .args(&words[1..])
+        .env("HOME", crate::support::HOME)
+        .output()?;
+    assert_eq!(ran.status.code(), Some(0), "{hint}: {:?}", ran);
     assert_eq!(sb.tree(), before);
     sb.fixer(&["history"])
         .assert()
@@ -404,7 +436,10 @@ fn rollback_refuses_to_overwrite_changes_made_since_the_run() -> TestResult {
     }
     assert!(!err.contains("/srv/app:"), "{err}");
     assert!(
-        err.contains("--force` restores the state before the run"),
+        err.contains(&format!(
+            "--force --root {}` restores the state before the run",
+            sb.root().display()
+        )),
         "{err}"
     );
     assert_eq!(sb.tree(), edited, "a refused rollback changed the target");
