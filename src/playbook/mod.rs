@@ -106,6 +106,54 @@ struct Header {
     /// `modules`, `cache`, `build`, in that order; none: last.
     #[serde(default)]
     phase: Option<Phase>,
+    /// The fixer versions that can run it, as a semver requirement
+    /// (`">=0.3"`, `"^1.2"`): an older fixer refuses the playbook with the
+    /// version it needs instead of an unknown field or section.
+    // Read from the document by `check_requires`, before this is parsed.
+    #[serde(default)]
+    #[allow(dead_code)]
+    requires: Option<String>,
+}
+
+/// Refuse a playbook whose `[playbook] requires` this fixer does not meet.
+/// Checked before anything else in the file, which may use what only a
+/// newer fixer knows.
+fn check_requires(source: &Source, doc: &DeTable<'_>) -> Result<(), Error> {
+    let Some(value) = doc
+        .iter()
+        .find(|(k, _)| k.get_ref() == "playbook")
+        .and_then(|(_, v)| v.get_ref().as_table())
+        .and_then(|t| t.iter().find(|(k, _)| k.get_ref() == "requires"))
+        .map(|(_, v)| v)
+    else {
+        return Ok(());
+    };
+    let field = Some("playbook.requires".to_string());
+    let Some(text) = value.get_ref().as_str() else {
+        return Err(source.error(
+            &value.span(),
+            field,
+            "must be a version requirement such as \">=0.3\"",
+        ));
+    };
+    let wanted = semver::VersionReq::parse(text).map_err(|e| {
+        source.error(
+            &value.span(),
+            field.clone(),
+            format!("`{text}` is not a version requirement ({e}); write one such as \">=0.3\""),
+        )
+    })?;
+    let have = semver::Version::parse(env!("CARGO_PKG_VERSION"))
+        .map_err(|e| source.error(&value.span(), field.clone(), e.to_string()))?;
+    if wanted.matches(&have) {
+        Ok(())
+    } else {
+        Err(source.error(
+            &value.span(),
+            field,
+            format!("this playbook needs fixer {text}; you have {have}"),
+        ))
+    }
 }
 
 /// One playbook to load among several, with values for it alone: read
@@ -161,6 +209,7 @@ impl Playbook {
         let doc = DeTable::parse(&source.text).map_err(|e| source.toml_error(&e, None, ""))?;
         let doc_span = doc.span();
         let doc = doc.into_inner();
+        check_requires(&source, &doc)?;
         for (k, _) in doc.iter() {
             if !SECTIONS.split(", ").any(|s| s == k.get_ref()) {
                 return Err(source.error(

@@ -89,6 +89,7 @@ const EVERY_FIELD: &str = r#"
 name = "every-field"
 description = "One of each resource type, with every field set somewhere."
 phase = "build"
+requires = ">=0.1"
 
 [vars]
 user = "deploy"

@@ -401,3 +401,50 @@ fn a_recursive_template_partial_is_refused_naming_the_template() -> TestResult {
     assert!(sb.tree().is_empty());
     Ok(())
 }
+
+#[test]
+fn a_playbook_for_a_newer_fixer_says_which_version_it_needs() -> TestResult {
+    let sb = Sandbox::new();
+    let have = env!("CARGO_PKG_VERSION");
+    // Written for a fixer that knows a section this one does not: the
+    // version is what the user is told, not the unknown section.
+    let newer = sb.playbook(
+        "newer.toml",
+        "[playbook]\nname = \"newer\"\nrequires = \">=99.1\"\n\n[future]\nx = 1\n",
+    );
+    for cmd in ["validate", "plan", "apply"] {
+        let out = sb.fixer(&[cmd, newer.to_str().ok_or("path")?]).output()?;
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("newer.toml:3:12: field `playbook.requires`")
+                && err.contains(&format!(
+                    "this playbook needs fixer >=99.1; you have {have}"
+                )),
+            "{err}"
+        );
+    }
+    let bad = sb.playbook(
+        "bad.toml",
+        "[playbook]\nname = \"bad\"\nrequires = \"soon\"\n",
+    );
+    let out = sb
+        .fixer(&["validate", bad.to_str().ok_or("path")?])
+        .output()?;
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("bad.toml:3:12: field `playbook.requires`")
+            && err.contains("`soon` is not a version requirement"),
+        "{err}"
+    );
+    let fine = sb.playbook(
+        "fine.toml",
+        &format!("[playbook]\nname = \"fine\"\nrequires = \">={have}\"\n"),
+    );
+    sb.fixer(&["validate", fine.to_str().ok_or("path")?])
+        .assert()
+        .success();
+    assert!(sb.tree().is_empty());
+    Ok(())
+}
