@@ -63,7 +63,49 @@ impl Source {
         let field = root
             .and_then(|t| field_at(t, &span, prefix))
             .or_else(|| (!prefix.is_empty()).then(|| prefix.to_string()));
-        self.error(&span, field, e.message().trim_end().to_string())
+        let message = e.message().trim_end();
+        if message == "duplicate key" {
+            if let Some(key) = self.key_at(span.start) {
+                let first = self.first_setting(key, span.start);
+                let message = match first {
+                    Some(line) => format!(
+                        "duplicate key `{key}`: it is already set on line {line} (a key is set once per table)"
+                    ),
+                    None => format!("duplicate key `{key}` (a key is set once per table)"),
+                };
+                return self.error(&span, field.or_else(|| Some(key.to_string())), message);
+            }
+        }
+        self.error(&span, field, message.to_string())
+    }
+
+    /// The key written at `offset` (toml points a duplicate key there).
+    fn key_at(&self, offset: usize) -> Option<&str> {
+        let rest = self.text.get(offset..)?;
+        let end = rest
+            .find(|c: char| c.is_whitespace() || matches!(c, '=' | ']' | '.'))
+            .unwrap_or(rest.len());
+        let key = rest[..end].trim_matches(|c| c == '"' || c == '\'');
+        (!key.is_empty()).then_some(key)
+    }
+
+    /// The nearest line before `before` where `key` is set or opened as a
+    /// table: a line reading `key = ...` or `[key]` (a reading of the text,
+    /// not of the TOML: it names nothing when unsure).
+    fn first_setting(&self, key: &str, before: usize) -> Option<usize> {
+        let upto = self.text.get(..before)?;
+        let this_line = upto.matches('\n').count() + 1;
+        let table = format!("[{key}]");
+        upto.lines()
+            .enumerate()
+            .filter_map(|(i, line)| {
+                let l = line.trim_start();
+                let sets = l
+                    .strip_prefix(key)
+                    .is_some_and(|r| r.trim_start().starts_with('='));
+                (i + 1 < this_line && (sets || l.starts_with(&table))).then_some(i + 1)
+            })
+            .last()
     }
 }
 

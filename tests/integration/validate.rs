@@ -186,6 +186,12 @@ const CASES: &[(&str, &str, &str)] = &[
         "unknown field `secret`",
     ),
     (
+        "[[resource]]\ntype = \"file\"\npath = \"/a\"\ncontent = \"\"\n\
+         [[resource]]\ntype = \"file\"\npath = \"/b\"\npath = \"/c\"\ncontent = \"\"\n",
+        "bad.toml:10:1: field `path`",
+        "duplicate key `path`: it is already set on line 9",
+    ),
+    (
         "[vars]\nv = \"a; b\"\n[[resource]]\ntype = \"command\"\nrun = \"echo {{{v}}}\"\n",
         "bad.toml:7:7: field `resource[0].run`",
         "substitute a value unquoted",
