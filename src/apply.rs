@@ -138,7 +138,7 @@ pub fn apply_with(
         for d in playbook.resources.iter().filter(|d| !d.resource.is_check()) {
             cancelled()?;
             let change = each.apply(d, false)?;
-            summary.count(change.action());
+            summary.count_change(&change);
             if change.action() != Action::Unchanged {
                 notified.extend(d.notify.iter().map(String::as_str));
             }
@@ -158,7 +158,7 @@ pub fn apply_with(
         for d in playbook.resources.iter().filter(|d| d.resource.is_check()) {
             cancelled()?;
             let change = each.apply(d, false)?;
-            summary.count(change.action());
+            summary.count_change(&change);
             held.hold(host, each.owners, false, change, on_event)?;
         }
         held.settle(host, each.owners, on_event)?;

@@ -25,9 +25,21 @@ pub struct Summary {
     pub change: usize,
     pub remove: usize,
     pub unchanged: usize,
+    /// Checks (probes) run: neither changes nor unchanged resources.
+    #[serde(default)]
+    pub checks: usize,
 }
 
 impl Summary {
+    /// Count `change` as what it is: a check, or a resource's action.
+    pub fn count_change(&mut self, change: &Change) {
+        if change.check {
+            self.checks += 1;
+        } else {
+            self.count(change.action());
+        }
+    }
+
     pub fn count(&mut self, action: Action) {
         match action {
             Action::Add => self.add += 1,
@@ -125,7 +137,7 @@ pub fn plan(
             simulate(&overlay, op).map_err(|e| e.in_resource(&d.id))?;
         }
         fingerprint(&mut hasher, &change);
-        summary.count(change.action());
+        summary.count_change(&change);
         if change.action() != Action::Unchanged {
             notified.extend(d.notify.iter().map(String::as_str));
         }

@@ -431,6 +431,20 @@ impl Printer {
         if unchanged && self.verbosity < Verbosity::Verbose {
             return;
         }
+        if c.check {
+            // A check is not a change: what it found is the whole story.
+            let verb = if applied { "checked" } else { "check" };
+            self.out(&format!(
+                "{} {verb} {}",
+                self.paint(CYAN, "?"),
+                self.paint(BOLD, &c.id)
+            ));
+            for note in c.delta.notes.iter().chain(&c.delta.warnings) {
+                self.out(&format!("    {note}"));
+            }
+            self.out("");
+            return;
+        }
         let verb = match (c.action(), applied) {
             (Action::Add, false) => "add",
             (Action::Add, true) => "added",
@@ -647,7 +661,8 @@ impl Printer {
         json!({
             "id": c.id,
             "type": c.kind,
-            "action": c.action(),
+            // A check changes nothing; it is not "unchanged" either.
+            "action": if c.check { json!("check") } else { json!(c.action()) },
             "operations": c.delta.ops.iter().map(|o| self.op_json(o)).collect::<Vec<_>>(),
             "notes": c.delta.notes.iter().chain(&c.delta.warnings).collect::<Vec<_>>(),
         })
@@ -655,9 +670,22 @@ impl Printer {
 
     fn summary_line(s: &Summary) -> String {
         format!(
-            "{} to add, {} to change, {} to remove, {} unchanged.",
-            s.add, s.change, s.remove, s.unchanged
+            "{} to add, {} to change, {} to remove, {} unchanged{}.",
+            s.add,
+            s.change,
+            s.remove,
+            s.unchanged,
+            Self::checks(s)
         )
+    }
+
+    /// `; 1 check` after the counts of a summary that ran any.
+    fn checks(s: &Summary) -> String {
+        match s.checks {
+            0 => String::new(),
+            1 => "; 1 check".into(),
+            n => format!("; {n} checks"),
+        }
     }
 
     pub fn plan_footer(&mut self, o: &PlanOutcome, root: Option<&Path>) {
@@ -715,8 +743,12 @@ impl Printer {
                 self.out(&self.paint(
                     BOLD,
                     &format!(
-                        "Apply complete: {} added, {} changed, {} removed, {} unchanged.",
-                        s.add, s.change, s.remove, s.unchanged
+                        "Apply complete: {} added, {} changed, {} removed, {} unchanged{}.",
+                        s.add,
+                        s.change,
+                        s.remove,
+                        s.unchanged,
+                        Self::checks(s)
                     ),
                 ));
                 if o.run.changes > 0 {

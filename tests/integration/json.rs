@@ -67,7 +67,7 @@ fn every_command_prints_the_documented_json() -> TestResult {
     );
     assert_eq!(
         keys(&v["summary"]),
-        ["add", "change", "remove", "unchanged"]
+        ["add", "change", "checks", "remove", "unchanged"]
     );
 
     let v = run(&["apply", pb])?;

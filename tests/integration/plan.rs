@@ -170,7 +170,7 @@ fn json_plan_is_parseable_and_masked() -> TestResult {
     let v: serde_json::Value = serde_json::from_str(&text)?;
     assert_eq!(
         v["summary"],
-        serde_json::json!({"add": 1, "change": 3, "remove": 1, "unchanged": 1})
+        serde_json::json!({"add": 1, "change": 3, "remove": 1, "unchanged": 1, "checks": 0})
     );
     assert_eq!(v["changes"], true);
     assert_eq!(v["resources"][0]["id"], "file:/etc/motd");

@@ -52,8 +52,15 @@ fn tcp_probe_passes_and_never_changes_anything() -> TestResult {
         .success()
         .stdout(contains(format!("pass: connected to 127.0.0.1:{port}")))
         .stdout(contains(
-            "Plan: 1 to add, 0 to change, 0 to remove, 1 unchanged.",
+            "Plan: 1 to add, 0 to change, 0 to remove, 0 unchanged; 1 check.",
         ));
+    // A check is rendered as one, never as an unchanged resource.
+    let plan = stdout_of(&sb.fixer(&["plan", &pb]).output()?);
+    assert!(
+        plan.contains(&format!("? check probe:tcp:127.0.0.1:{port}\n"))
+            && !plan.contains("(unchanged)"),
+        "{plan}"
+    );
     let out = sb.fixer(&["apply", &pb]).output()?;
     let text = stdout_of(&out);
     assert!(out.status.success(), "{}", stderr_of(&out));
