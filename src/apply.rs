@@ -457,6 +457,7 @@ fn execute(
     masker: &Masker,
     handler: bool,
 ) -> Result<(), Error> {
+    j.count_changes(!handler);
     match op {
         Op::Write {
             path,

@@ -438,6 +438,9 @@ impl<'h> Store<'h> {
             arm_before_change: None,
             touched: Vec::new(),
             touched_at: std::collections::HashMap::new(),
+            counting: true,
+            resource_at: std::collections::HashMap::new(),
+            changed: std::collections::HashSet::new(),
         })
     }
 
@@ -742,6 +745,14 @@ pub struct Journal<'h> {
     /// whether rollback replaces it whole (or only restores attributes).
     touched: Vec<(PathBuf, bool)>,
     touched_at: std::collections::HashMap<PathBuf, usize>,
+    /// Whether the steps begun now are a resource's (counted as changes)
+    /// or a handler's (not: apply and history count resources).
+    counting: bool,
+    /// The resource of each begun step not done yet, and the resources
+    /// with a step done: `changes` is how many, one per resource however
+    /// many steps it took (a file and the folder made for it are one).
+    resource_at: std::collections::HashMap<usize, String>,
+    changed: std::collections::HashSet<String>,
 }
 
 impl Journal<'_> {
@@ -818,6 +829,9 @@ impl Journal<'_> {
             }
         }
         self.step += 1;
+        if self.counting {
+            self.resource_at.insert(self.step, resource.to_string());
+        }
         let command = matches!(
             undo,
             Undo::Command { .. } | Undo::Rerun { .. } | Undo::Irreversible { .. }
@@ -851,7 +865,11 @@ impl Journal<'_> {
         crate::failpoint::check("change")
             .map_err(|e| HostError::new("journal", Path::new("failpoint"), e))
             .on(self.host)?;
-        self.record.changes += 1;
+        if let Some(resource) = self.resource_at.remove(&step) {
+            if self.changed.insert(resource) {
+                self.record.changes += 1;
+            }
+        }
         let Some((_, undo)) = self.pending.take_if(|(s, _)| *s == step) else {
             return Ok(());
         };
@@ -942,6 +960,12 @@ impl Journal<'_> {
         Ok(())
     }
 
+    /// Whether the steps begun from now on are a resource's changes
+    /// (counted) or a handler's run (not).
+    pub fn count_changes(&mut self, counting: bool) {
+        self.counting = counting;
+    }
+
     /// [`Self::arm`] just before the first change, if there is one.
     pub fn arm_before_change(&mut self, timeout: std::time::Duration) {
         self.arm_before_change = Some(timeout);
@@ -994,6 +1018,9 @@ pub fn undo(host: &dyn Host, entries: &[Entry]) -> crate::error::RollbackReport 
         })
         .collect();
     let mut report = crate::error::RollbackReport::default();
+    // A change is a resource, however many steps it took: as apply and
+    // history count them. Handlers re-run are not changes.
+    let mut undone: std::collections::HashSet<&str> = std::collections::HashSet::new();
     let begins = entries.iter().filter_map(|e| match e {
         Entry::Begin {
             step,
@@ -1008,7 +1035,11 @@ pub fn undo(host: &dyn Host, entries: &[Entry]) -> crate::error::RollbackReport 
     for (step, resource, undo) in restores.into_iter().rev().chain(reruns) {
         match undo_one(host, undo, done.contains(step)) {
             Ok(Some(note)) => report.not_undoable.push(format!("{resource}: {note}")),
-            Ok(None) => report.undone += 1,
+            Ok(None) => {
+                if !matches!(undo, Undo::Rerun { .. }) && undone.insert(resource.as_str()) {
+                    report.undone += 1;
+                }
+            }
             Err(e) => report.failures.push(format!("{resource}: {e}")),
         }
     }

@@ -1095,7 +1095,10 @@ fn fix_remote(
             0 => return Ok(0),
             other => return Ok(other),
         }
-        let question = format!("Apply these changes to {} hosts?", fleet.members.len());
+        let question = format!(
+            "Apply these changes to {}?",
+            render::count(fleet.members.len(), "host")
+        );
         if !confirmed(false, log, p, &question)? {
             return Ok(if g.detailed_exitcode { 2 } else { 0 });
         }

@@ -590,8 +590,8 @@ fn summary_table(reports: &[(&Member, Report)]) -> String {
     let unconfirmed = count(Status::Unconfirmed);
     let not_reached = count(Status::NotReached);
     let mut line = format!(
-        "{} hosts: {} ok",
-        reports.len(),
+        "{}: {} ok",
+        super::render::count(reports.len(), "host"),
         reports.len() - failed - unconfirmed - not_reached
     );
     if unconfirmed > 0 {

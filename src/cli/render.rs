@@ -69,6 +69,15 @@ pub struct Buffered {
     pub warnings: usize,
 }
 
+/// `n` and the noun, singular for one: `1 change`, `2 changes`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 fn rollback_hint(id: &str, root: Option<&Path>) -> String {
     match root {
         Some(r) => format!("fixer rollback {id} --root {}", r.display()),
@@ -228,22 +237,22 @@ impl Printer {
                 "handlers": ids(&pb.handlers),
             })),
             Format::Text if pb.parts.len() > 1 => self.out(&format!(
-                "{}: valid playbooks, as one: `{}` ({} resources, {} handlers)",
+                "{}: valid playbooks, as one: `{}` ({}, {})",
                 pb.parts
                     .iter()
                     .map(|p| p.path.display().to_string())
                     .collect::<Vec<_>>()
                     .join(", "),
                 pb.name,
-                pb.resources.len(),
-                pb.handlers.len()
+                count(pb.resources.len(), "resource"),
+                count(pb.handlers.len(), "handler")
             )),
             Format::Text => self.out(&format!(
-                "{}: valid playbook `{}` ({} resources, {} handlers)",
+                "{}: valid playbook `{}` ({}, {})",
                 pb.path.display(),
                 pb.name,
-                pb.resources.len(),
-                pb.handlers.len()
+                count(pb.resources.len(), "resource"),
+                count(pb.handlers.len(), "handler")
             )),
         }
     }
@@ -774,8 +783,10 @@ impl Printer {
                 }
                 if report.complete() {
                     self.out(&format!(
-                        "Rolled back run {} (playbook `{}`): {} changes undone.",
-                        r.id, r.playbook, report.undone
+                        "Rolled back run {} (playbook `{}`): {} undone.",
+                        r.id,
+                        r.playbook,
+                        count(report.undone, "change")
                     ));
                 } else {
                     for f in &report.failures {
@@ -908,8 +919,8 @@ impl Printer {
                 ));
             } else if rollback.complete() {
                 text.push_str(&format!(
-                    "\nRolled back run {run}: {} changes undone; the target is as it was before this apply.",
-                    rollback.undone
+                    "\nRolled back run {run}: {} undone; the target is as it was before this apply.",
+                    count(rollback.undone, "change")
                 ));
             } else {
                 for f in &rollback.failures {

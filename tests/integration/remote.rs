@@ -127,7 +127,7 @@ fn apply_on_three_hosts_one_failing_leaves_the_others_applied() -> TestResult {
     }
     // The failing host is exactly as it was: existing.txt, changed
     // before config.txt failed, is restored.
-    assert!(stdout.contains("1 changes undone"), "{stdout}");
+    assert!(stdout.contains("1 change undone"), "{stdout}");
     assert_eq!(
         std::fs::read_to_string(hosts[2].fs("/srv/app/existing.txt"))?,
         "old\n"

@@ -622,3 +622,36 @@ fn a_second_ctrl_c_ends_fixer_at_once() -> TestResult {
     assert_eq!(sb.tree(), before);
     Ok(())
 }
+
+/// One definition of a change, a resource the run changed, however many
+/// steps it took (here a file and the two folders made for it): apply,
+/// history and rollback give the same number, in the right number.
+#[test]
+fn apply_history_and_rollback_count_the_same_changes() -> TestResult {
+    for (files, apply_line, undone) in [
+        (1, "Apply complete: 1 added,", "1 change undone."),
+        (2, "Apply complete: 2 added,", "2 changes undone."),
+    ] {
+        let sb = Sandbox::new();
+        let mut text = String::from("[playbook]\nname = \"counts\"\n");
+        for i in 0..files {
+            text.push_str(&format!(
+                "[[resource]]\ntype = \"file\"\npath = \"/etc/deep/er/f{i}\"\ncontent = \"x\"\n"
+            ));
+        }
+        let pb = sb.playbook("c.toml", &text);
+        let pb = pb.to_str().ok_or("path")?;
+        sb.fixer(&["apply", pb])
+            .assert()
+            .success()
+            .stdout(contains(apply_line));
+        let history = sb.fixer(&["history", "--format", "json"]).output()?;
+        let runs: serde_json::Value = serde_json::from_slice(&history.stdout)?;
+        assert_eq!(runs[0]["changes"], files, "{runs}");
+        sb.fixer(&["rollback"])
+            .assert()
+            .success()
+            .stdout(contains(undone));
+    }
+    Ok(())
+}

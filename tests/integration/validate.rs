@@ -17,7 +17,7 @@ fn valid_playbook_validates_without_touching_the_target() -> TestResult {
     sb.fixer(&["validate", pb.to_str().ok_or("path")?])
         .assert()
         .success()
-        .stdout(contains("valid playbook `t` (1 resources, 0 handlers)"));
+        .stdout(contains("valid playbook `t` (1 resource, 0 handlers)"));
     assert!(sb.tree().is_empty());
     Ok(())
 }
