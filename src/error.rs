@@ -170,6 +170,28 @@ pub enum Error {
     Journal { path: PathBuf, message: String },
 }
 
+/// An error's kind and place, as `--format json` gives them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Details {
+    /// `input`, `read`, `write`, `usage`, `connect`, `host`, `conflict`,
+    /// `command_failed`, `locked`, `interrupted`, `drift`,
+    /// `changed_since_run`, `no_such_run`, `nothing_to_undo`, `cancelled`,
+    /// `not_confirmed`, `journal`.
+    pub kind: &'static str,
+    /// A file on the controlling machine (a playbook, vars, a plan, or a
+    /// run record on the target's state folder for `journal`).
+    pub file: Option<PathBuf>,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// The dotted field of a playbook, e.g. `resource[2].mode`.
+    pub field: Option<String>,
+    pub host: Option<String>,
+    /// The target path a host operation failed on.
+    pub path: Option<PathBuf>,
+    pub playbook: Option<String>,
+    pub resource: Option<String>,
+}
+
 /// What undoing a run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RollbackReport {
@@ -231,6 +253,84 @@ impl Error {
         }
     }
 
+    /// What kind of error this is, where, and on which host, for
+    /// `--format json`: through the wrappers (a playbook, a resource, a
+    /// failed apply) to the error itself.
+    pub fn details(&self) -> Details {
+        let mut d = Details::default();
+        self.fill(&mut d);
+        d
+    }
+
+    fn fill(&self, d: &mut Details) {
+        let host = |h: &str| Some(h.to_string());
+        d.kind = match self {
+            Error::Input { at, .. } => {
+                d.file = Some(at.file.clone());
+                d.line = Some(at.line);
+                d.column = Some(at.column);
+                d.field = at.field.clone();
+                "input"
+            }
+            Error::Read { path, .. } => {
+                d.file = Some(path.clone());
+                "read"
+            }
+            Error::WriteLocal { path, .. } => {
+                d.file = Some(path.clone());
+                "write"
+            }
+            Error::Usage(_) => "usage",
+            Error::Connect { host: h, .. } => {
+                d.host = host(h);
+                "connect"
+            }
+            Error::Host { host: h, source } => {
+                d.host = host(h);
+                d.path = Some(source.path.clone());
+                "host"
+            }
+            Error::Playbook { name, source } => {
+                d.playbook.get_or_insert_with(|| name.clone());
+                return source.fill(d);
+            }
+            Error::Resource { id, source } => {
+                d.resource.get_or_insert_with(|| id.clone());
+                return source.fill(d);
+            }
+            Error::ApplyFailed { source, .. } => return source.fill(d),
+            Error::Conflict(_) => "conflict",
+            Error::CommandFailed { .. } => "command_failed",
+            Error::Locked { host: h, .. } => {
+                d.host = host(h);
+                "locked"
+            }
+            Error::Interrupted { host: h, .. } => {
+                d.host = host(h);
+                "interrupted"
+            }
+            Error::Drift { host: h, .. } => {
+                d.host = host(h);
+                "drift"
+            }
+            Error::ChangedSinceRun { host: h, .. } => {
+                d.host = host(h);
+                "changed_since_run"
+            }
+            Error::NoSuchRun { .. } => "no_such_run",
+            Error::NothingToUndo { .. } => "nothing_to_undo",
+            Error::Cancelled => "cancelled",
+            Error::NotConfirmed { host: h, .. } => {
+                d.host = host(h);
+                "not_confirmed"
+            }
+            Error::Journal { path, .. } => {
+                d.file = Some(path.clone());
+                "journal"
+            }
+        };
+    }
+
     pub fn in_resource(self, id: &str) -> Self {
         match self {
             e @ Error::Resource { .. } => e,
@@ -243,3 +343,32 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_come_from_the_error_inside_its_wrappers() {
+        let inner = Error::Host {
+            host: "web1".into(),
+            source: HostError::new(
+                "write",
+                std::path::Path::new("/etc/x"),
+                std::io::Error::other("disk full"),
+            ),
+        };
+        let e = Error::ApplyFailed {
+            run: "r1".into(),
+            source: Box::new(inner.in_resource("file:/etc/x").in_playbook("demo")),
+            rollback: RollbackReport::default(),
+        };
+        let d = e.details();
+        assert_eq!(d.kind, "host");
+        assert_eq!(d.host.as_deref(), Some("web1"));
+        assert_eq!(d.path.as_deref(), Some(std::path::Path::new("/etc/x")));
+        assert_eq!(d.resource.as_deref(), Some("file:/etc/x"));
+        assert_eq!(d.playbook.as_deref(), Some("demo"));
+        assert_eq!(d.file, None);
+    }
+}

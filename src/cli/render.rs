@@ -937,7 +937,19 @@ impl Printer {
         let text = self.masker.mask(&self.with_target(&text));
         match self.format {
             Format::Json => {
-                let mut v = json!({"error": text});
+                let d = e.details();
+                let mut v = json!({"error": {
+                    "kind": d.kind,
+                    "file": d.file,
+                    "line": d.line,
+                    "column": d.column,
+                    "field": d.field,
+                    "host": d.host,
+                    "path": d.path,
+                    "playbook": d.playbook,
+                    "resource": d.resource,
+                    "message": text.strip_prefix("error: ").unwrap_or(&text),
+                }});
                 if let Error::ApplyFailed { run, rollback, .. } = e {
                     v["run"] = json!(run);
                     v["rolled_back"] = json!(rollback.complete());

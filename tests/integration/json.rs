@@ -120,9 +120,46 @@ fn every_command_prints_the_documented_json() -> TestResult {
     assert_eq!(out.status.code(), Some(1));
     let v = json_of(&out)?;
     assert_eq!(keys(&v), ["error"]);
-    assert!(v["error"]
+    let error = &v["error"];
+    assert_eq!(
+        keys(error),
+        [
+            "column", "field", "file", "host", "kind", "line", "message", "path", "playbook",
+            "resource"
+        ]
+    );
+    assert_eq!(error["kind"], "read", "{v}");
+    assert!(error["message"]
         .as_str()
         .is_some_and(|e| e.contains("missing.toml")));
+
+    // A malformed playbook: where, as fields, not only in the message.
+    let bad = sb.playbook(
+        "bad.toml",
+        "[playbook]\nname = \"b\"\n[[resource]]\ntype = \"file\"\npath = \"/x\"\nmode = \"rwx\"\n",
+    );
+    let out = sb
+        .fixer(&["plan", bad.to_str().ok_or("path")?, "--format", "json"])
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    let v = json_of(&out)?;
+    let error = &v["error"];
+    assert_eq!(
+        (
+            error["kind"].as_str(),
+            error["line"].as_u64(),
+            error["column"].as_u64(),
+            error["field"].as_str()
+        ),
+        (Some("input"), Some(6), Some(8), Some("resource[0].mode")),
+        "{v}"
+    );
+    assert!(
+        error["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("bad.toml")),
+        "{v}"
+    );
     Ok(())
 }
 

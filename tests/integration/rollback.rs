@@ -451,9 +451,10 @@ fn rollback_refuses_to_overwrite_changes_made_since_the_run() -> TestResult {
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     assert!(
-        v["error"]
+        v["error"]["message"]
             .as_str()
-            .is_some_and(|e| e.contains("/etc/motd: content changed")),
+            .is_some_and(|e| e.contains("/etc/motd: content changed"))
+            && v["error"]["kind"] == "changed_since_run",
         "{v}"
     );
 
