@@ -264,6 +264,33 @@ impl<'h> Store<'h> {
         Ok(())
     }
 
+    /// A permission error making the state folder, said as what it is and
+    /// what to do: the bare "cannot create directory /var" left users to
+    /// guess that it is fixer's own folder.
+    fn state_folder_denied(&self, e: Error) -> Error {
+        match e {
+            Error::Host { host, source } if source.kind() == io::ErrorKind::PermissionDenied => {
+                Error::Host {
+                    host,
+                    source: HostError::new(
+                        "create fixer's state folder",
+                        Path::new(STATE_DIR),
+                        io::Error::new(
+                            io::ErrorKind::PermissionDenied,
+                            format!(
+                                "{} (making {}): every apply and rollback records its run there; \
+                                 run fixer as root (sudo), or with --root on a folder you can write",
+                                source.source,
+                                source.path.display()
+                            ),
+                        ),
+                    ),
+                }
+            }
+            other => other,
+        }
+    }
+
     /// Take the target's lock for an apply or rollback.
     pub fn lock(&self) -> Result<Box<dyn HostLock>, Error> {
         // One round trip for the folders above ours; their listings give
@@ -275,7 +302,8 @@ impl<'h> Store<'h> {
             .map(Path::to_path_buf)
             .collect();
         self.host.prefetch(&above).on(self.host)?;
-        self.mkdir_p(Path::new(STATE_DIR))?;
+        self.mkdir_p(Path::new(STATE_DIR))
+            .map_err(|e| self.state_folder_denied(e))?;
         self.host.lock(&Self::lock_path()).map_err(|e| {
             if e.kind() == io::ErrorKind::WouldBlock {
                 return Error::Locked {

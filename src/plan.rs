@@ -63,6 +63,9 @@ pub struct Outcome {
     pub fingerprint: String,
     /// Earlier runs on this target that were interrupted.
     pub interrupted: Vec<RunRecord>,
+    /// What `apply` could not do as the user this plan ran as (the state
+    /// folder, or the folders changes are made in, are not writable).
+    pub warnings: Vec<String>,
 }
 
 impl Outcome {
@@ -131,8 +134,17 @@ pub fn plan(
     let mut summary = Summary::default();
     let mut hasher = Sha256::new();
     let mut notified: Vec<&str> = Vec::new();
+    let mut touched: Vec<PathBuf> = Vec::new();
     for d in &playbook.resources {
         let change = plan_one(d, &overlay, &cx)?;
+        touched.extend(
+            change
+                .delta
+                .ops
+                .iter()
+                .filter(|op| matches!(op, Op::Write { .. } | Op::Mkdir { .. } | Op::Remove { .. }))
+                .filter_map(|op| op.path().map(Path::to_path_buf)),
+        );
         for op in &change.delta.ops {
             simulate(&overlay, op).map_err(|e| e.in_resource(&d.id))?;
         }
@@ -160,7 +172,60 @@ pub fn plan(
         handlers,
         fingerprint: format!("{:x}", hasher.finalize()),
         interrupted,
+        warnings: access_warnings(host, &touched),
     })
+}
+
+/// The nearest existing folder at or above `path`, if this user may not
+/// write it (where apply would make, replace or remove `path`).
+fn unwritable_folder(host: &dyn Host, path: &Path) -> Option<PathBuf> {
+    let dir = path
+        .ancestors()
+        .find(|a| host.stat(a).ok().flatten().is_some())?;
+    (host.may_write(dir).ok().flatten() == Some(false)).then(|| dir.to_path_buf())
+}
+
+/// What apply could not write as this user: fixer's state folder (every
+/// apply records its run there, even one with nothing to change) and the
+/// folders the changes `touched` are made in. A plan as a user, of a
+/// playbook that root applies, says so instead of succeeding silently.
+fn access_warnings(host: &dyn Host, touched: &[PathBuf]) -> Vec<String> {
+    let mut out = Vec::new();
+    let state = Path::new(crate::journal::STATE_DIR);
+    if let Some(dir) = unwritable_folder(host, state) {
+        out.push(format!(
+            "apply could not write fixer's state folder {} ({} is not writable for this user), \
+             where every apply records its run: apply as root (sudo), or with --root on a folder you can write",
+            state.display(),
+            dir.display()
+        ));
+    }
+    let mut by_folder: std::collections::BTreeMap<PathBuf, Vec<&Path>> = Default::default();
+    for path in touched {
+        // The parent, not the path: a file is replaced by a rename there.
+        if let Some(dir) = path.parent().and_then(|p| unwritable_folder(host, p)) {
+            by_folder.entry(dir).or_default().push(path);
+        }
+    }
+    for (dir, paths) in by_folder {
+        let shown: Vec<String> = paths
+            .iter()
+            .take(3)
+            .map(|p| p.display().to_string())
+            .collect();
+        let more = paths.len().saturating_sub(shown.len());
+        out.push(format!(
+            "apply could not change {}{} as this user: {} is not writable; apply as root (sudo)",
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            },
+            dir.display()
+        ));
+    }
+    out
 }
 
 /// Make `op`'s effect visible on the overlay.

@@ -698,6 +698,9 @@ impl Printer {
     }
 
     pub fn plan_footer(&mut self, o: &PlanOutcome, root: Option<&Path>) {
+        for w in &o.warnings {
+            self.warn(w);
+        }
         for run in &o.interrupted {
             self.warn(&format!(
                 "run {} ({}) on this target was interrupted before it finished; roll it back with `{}`",
@@ -719,6 +722,7 @@ impl Printer {
                 v["changes"] = json!(o.has_changes());
                 v["interrupted_runs"] =
                     json!(o.interrupted.iter().map(|r| &r.id).collect::<Vec<_>>());
+                v["warnings"] = json!(o.warnings);
                 self.emit_json(&v);
             }
             Format::Text => {

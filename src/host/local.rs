@@ -316,6 +316,25 @@ impl Host for LocalHost {
         Ok(std::env::var(name).ok())
     }
 
+    fn may_write(&self, path: &Path) -> HostResult<Option<bool>> {
+        let found = self
+            .resolver()
+            .parent(path)
+            .map_err(|e| HostError::new("look at", path, e))?;
+        let name = found.name.unwrap_or_else(|| OsString::from("."));
+        let access = nix::unistd::faccessat(
+            &found.dir,
+            name.as_os_str(),
+            nix::unistd::AccessFlags::W_OK,
+            AtFlags::AT_EACCESS,
+        );
+        match access {
+            Ok(()) => Ok(Some(true)),
+            Err(Errno::EACCES | Errno::EROFS | Errno::EPERM) => Ok(Some(false)),
+            Err(e) => Err(HostError::new("look at", path, e.into())),
+        }
+    }
+
     fn stat(&self, path: &Path) -> HostResult<Option<Meta>> {
         let err = |e| HostError::new("stat", path, e);
         let found = match self.resolver().parent(path) {

@@ -185,6 +185,12 @@ pub trait Host: Send + Sync {
     fn batches(&self) -> bool {
         false
     }
+    /// Whether the user fixer acts as may write the existing `path` (for
+    /// a directory: make and remove entries in it), so that `plan` can
+    /// warn of what `apply` could not do. `None`: this host cannot tell.
+    fn may_write(&self, _path: &Path) -> HostResult<Option<bool>> {
+        Ok(None)
+    }
     /// Create one directory (the parent must exist).
     fn mkdir(&self, path: &Path, mode: u32) -> HostResult<()>;
     fn chmod(&self, path: &Path, mode: u32) -> HostResult<()>;

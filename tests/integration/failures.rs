@@ -361,3 +361,57 @@ fn removals_are_normalised_then_guarded() -> TestResult {
     }
     Ok(())
 }
+
+/// A user plans what only root can apply: the plan says so (the state
+/// folder and the folder of the change are not writable), and the apply's
+/// error names fixer's state folder and what to do, changing nothing.
+#[test]
+fn a_plan_as_a_user_warns_of_what_apply_could_not_write() -> TestResult {
+    if !is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs the tests as root"
+        );
+        return Ok(());
+    }
+    let sb = Sandbox::new();
+    sb.file("/etc/app.conf", "old\n");
+    sb.chmod("/etc/app.conf", 0o644);
+    sb.chmod("/etc", 0o755);
+    sb.chmod("/", 0o755);
+    let pb = sb.playbook(
+        "p.toml",
+        "[playbook]\nname = \"u\"\n[[resource]]\ntype = \"file\"\npath = \"/etc/app.conf\"\ncontent = \"new\\n\"\n",
+    );
+    std::fs::set_permissions(
+        pb.parent().ok_or("dir")?,
+        std::fs::Permissions::from_mode(0o755),
+    )?;
+    let before = sb.tree();
+    let out = as_nobody(&sb, &["plan", pb.to_str().ok_or("path")?])?;
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("warning: apply could not write fixer's state folder /var/lib/fixer (/ is not writable for this user)")
+            && err.contains("warning: apply could not change /etc/app.conf as this user: /etc is not writable"),
+        "{err}"
+    );
+
+    let out = as_nobody(&sb, &["apply", pb.to_str().ok_or("path")?])?;
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("fixer's state folder /var/lib/fixer") && err.contains("as root (sudo)"),
+        "{err}"
+    );
+    assert_eq!(sb.tree(), before);
+
+    // As root, no such warning.
+    let out = sb.fixer(&["plan", pb.to_str().ok_or("path")?]).output()?;
+    assert!(
+        !stderr_of(&out).contains("apply could not"),
+        "{}",
+        stderr_of(&out)
+    );
+    Ok(())
+}

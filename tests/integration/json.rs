@@ -47,7 +47,8 @@ fn every_command_prints_the_documented_json() -> TestResult {
             "playbook",
             "resources",
             "summary",
-            "values"
+            "values",
+            "warnings"
         ]
     );
     let change = &v["resources"][0];
