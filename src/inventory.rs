@@ -1,5 +1,5 @@
 //! Which remote hosts a command acts on: `--host` specs, or an inventory
-//! (fixer's TOML, or an Ansible INI file: see `ini`) with hosts, groups and
+//! (fixer's TOML, or an Ansible INI or YAML file: see `ini` and `yaml`) with hosts, groups and
 //! their variables, narrowed by `--limit`.
 //!
 //! ```toml
@@ -29,6 +29,7 @@ use crate::error::Error;
 use crate::playbook::source::Source;
 
 mod ini;
+mod yaml;
 
 /// One host to act on.
 #[derive(Clone, Debug, PartialEq)]
@@ -121,17 +122,18 @@ struct GroupModel {
 /// Load an inventory and select hosts by `limit` (host or group names, or
 /// `all`; empty selects all). Hosts come out in name order.
 ///
-/// `*.toml` is fixer's format; `*.yml`/`*.yaml`/`*.json` are refused; any
-/// other file is read as an Ansible INI inventory.
+/// `*.toml` is fixer's format; `*.yml`/`*.yaml` Ansible's YAML form;
+/// `*.json` is refused; any other file is read as an Ansible INI inventory.
 pub fn load(path: &Path, limit: &[String]) -> Result<Vec<Member>, Error> {
     let src = Source::read(path)?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let model = match ext {
         "toml" => from_toml(&src)?,
-        "yml" | "yaml" | "json" => {
+        "yml" | "yaml" => yaml::parse(&src)?,
+        "json" => {
             return Err(Error::Usage(format!(
-                "{}: YAML/JSON inventories are not supported; write it as TOML \
-                 (inventory.toml) or as an Ansible INI file",
+                "{}: JSON inventories are not supported; write it as TOML \
+                 (inventory.toml), Ansible YAML (hosts.yml) or an Ansible INI file",
                 path.display()
             )))
         }
@@ -407,16 +409,17 @@ hosts = ["db1"]
             err.contains("hosts:2:") && err.contains("host ranges"),
             "{err}"
         );
-        let yaml = dir.path().join("hosts.yml");
-        std::fs::write(&yaml, "all: {}\n").map_err(|e| Error::Usage(e.to_string()))?;
-        let err = load(&yaml, &[])
+        let json = dir.path().join("hosts.json");
+        std::fs::write(&json, "{}\n").map_err(|e| Error::Usage(e.to_string()))?;
+        let err = load(&json, &[])
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(
-            err.contains("YAML/JSON inventories are not supported"),
-            "{err}"
-        );
+        assert!(err.contains("JSON inventories are not supported"), "{err}");
+        // An empty YAML inventory is one with no hosts, not an error.
+        let yaml = dir.path().join("hosts.yml");
+        std::fs::write(&yaml, "all: {}\n").map_err(|e| Error::Usage(e.to_string()))?;
+        assert_eq!(load(&yaml, &[])?, Vec::new());
         Ok(())
     }
 

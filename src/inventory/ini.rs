@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Entry, GroupModel, Model, Vars};
+use super::{GroupModel, Model, Vars};
 use crate::error::Error;
 use crate::host::ssh_config::Destination;
 use crate::playbook::source::Source;
@@ -20,11 +20,13 @@ enum Section {
     Children(String),
 }
 
+/// A group as both Ansible formats write it: before its children are
+/// resolved into hosts.
 #[derive(Default)]
-struct Group {
-    hosts: Vec<String>,
-    vars: Vars,
-    children: Vec<String>,
+pub(super) struct Group {
+    pub hosts: Vec<String>,
+    pub vars: Vars,
+    pub children: Vec<String>,
 }
 
 pub(super) fn parse(src: &Source) -> Result<Model, Error> {
@@ -134,9 +136,19 @@ pub(super) fn parse(src: &Source) -> Result<Model, Error> {
         }
     }
 
+    resolve(src, model, &groups)
+}
+
+/// Order `groups` as Ansible does (by depth, then name: deeper wins) with
+/// each group's hosts including its descendants', into `model`.
+pub(super) fn resolve(
+    src: &Source,
+    mut model: Model,
+    groups: &BTreeMap<String, Group>,
+) -> Result<Model, Error> {
     let mut ordered: Vec<(usize, String)> = Vec::new();
     for name in groups.keys() {
-        let depth = depth(&groups, name, &mut Vec::new()).map_err(|cycle| {
+        let depth = depth(groups, name, &mut Vec::new()).map_err(|cycle| {
             Error::Usage(format!(
                 "{}: groups are their own children: {}",
                 src.path.display(),
@@ -148,7 +160,7 @@ pub(super) fn parse(src: &Source) -> Result<Model, Error> {
     ordered.sort();
     for (_, name) in ordered {
         let mut hosts = BTreeSet::new();
-        members(&groups, &name, &mut hosts);
+        members(groups, &name, &mut hosts);
         let vars = groups
             .get(&name)
             .map(|g| g.vars.clone())
@@ -163,7 +175,7 @@ pub(super) fn parse(src: &Source) -> Result<Model, Error> {
     }
     for (_, g) in &model.groups {
         for h in &g.hosts {
-            model.hosts.entry(h.clone()).or_insert_with(Entry::default);
+            model.hosts.entry(h.clone()).or_default();
         }
     }
     Ok(model)

@@ -1300,3 +1300,42 @@ fn a_run_folder_that_cannot_be_made_stops_the_apply_before_any_change() -> TestR
     );
     Ok(())
 }
+
+#[test]
+fn an_ansible_yaml_inventory_reaches_its_hosts() -> TestResult {
+    let client = Client::new();
+    let a = TestHost::start(&client);
+    let b = TestHost::start(&client);
+    for h in [&a, &b] {
+        client.trust(h);
+        std::fs::create_dir_all(h.fs("/srv/app"))?;
+    }
+    let inv = client.home.path().join("hosts.yml");
+    std::fs::write(
+        &inv,
+        format!(
+            "all:\n  vars:\n    ansible_user: root\n  children:\n    prod:\n      vars:\n        message: from-prod\n      children:\n        web:\n          hosts:\n            web1:\n              ansible_host: 127.0.0.1\n              ansible_port: {}\n              message: \"web1's own\"\n            web2: {{ansible_host: 127.0.0.1, ansible_port: {}}}\n",
+            a.port, b.port
+        ),
+    )?;
+    let pb = write_playbook(&client, PLAYBOOK);
+    let (pbs, invs) = (pb.display().to_string(), inv.display().to_string());
+    let out = client
+        .fixer(&["apply", &pbs, "-i", &invs, "--limit", "prod"])
+        .output()?;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("== web1") && stdout.contains("== web2"),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(a.fs("/srv/app/config.txt"))?,
+        "message=web1's own\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(b.fs("/srv/app/config.txt"))?,
+        "message=from-prod\n"
+    );
+    Ok(())
+}
