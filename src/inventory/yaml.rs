@@ -217,14 +217,16 @@ fn group(
                     group(src, model, groups, &child, cv, &format!("{here}.{child}"))?;
                 }
             }
-            other => return Err(at_text(
-                src,
-                other,
-                &here,
-                format!(
+            other => {
+                return Err(at_text(
+                    src,
+                    other,
+                    &here,
+                    format!(
                     "unknown key `{other}` in group `{name}` (expected hosts, vars or children)"
                 ),
-            )),
+                ))
+            }
         }
     }
     Ok(())

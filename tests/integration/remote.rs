@@ -933,8 +933,10 @@ fn become_acts_as_root_through_sudo() -> TestResult {
     Ok(())
 }
 
-#[test]
-fn an_ansible_ini_inventory_reaches_its_hosts() -> TestResult {
+/// Apply through the inventory that `write` makes (given the two hosts'
+/// ports) on hosts web1 and web2 of group `prod`: each gets its own
+/// message, web1 its host var, web2 the group's.
+fn an_inventory_reaches_its_hosts(name: &str, write: impl Fn(u16, u16) -> String) -> TestResult {
     let client = Client::new();
     let a = TestHost::start(&client);
     let b = TestHost::start(&client);
@@ -942,16 +944,8 @@ fn an_ansible_ini_inventory_reaches_its_hosts() -> TestResult {
         client.trust(h);
         std::fs::create_dir_all(h.fs("/srv/app"))?;
     }
-    let inv = client.home.path().join("hosts");
-    std::fs::write(
-        &inv,
-        format!(
-            "[web]\nweb1 ansible_host=127.0.0.1 ansible_port={} message=\"web1's own\"\n\
-             web2 ansible_host=127.0.0.1 ansible_port={}\n\n[prod:children]\nweb\n\n\
-             [prod:vars]\nansible_user=root\nmessage=from-prod\n",
-            a.port, b.port
-        ),
-    )?;
+    let inv = client.home.path().join(name);
+    std::fs::write(&inv, write(a.port, b.port))?;
     let pb = write_playbook(&client, PLAYBOOK);
     let (pbs, invs) = (pb.display().to_string(), inv.display().to_string());
     let out = client
@@ -972,6 +966,26 @@ fn an_ansible_ini_inventory_reaches_its_hosts() -> TestResult {
         "message=from-prod\n"
     );
     Ok(())
+}
+
+#[test]
+fn an_ansible_ini_inventory_reaches_its_hosts() -> TestResult {
+    an_inventory_reaches_its_hosts("hosts", |a, b| {
+        format!(
+            "[web]\nweb1 ansible_host=127.0.0.1 ansible_port={a} message=\"web1's own\"\n\
+             web2 ansible_host=127.0.0.1 ansible_port={b}\n\n[prod:children]\nweb\n\n\
+             [prod:vars]\nansible_user=root\nmessage=from-prod\n"
+        )
+    })
+}
+
+#[test]
+fn an_ansible_yaml_inventory_reaches_its_hosts() -> TestResult {
+    an_inventory_reaches_its_hosts("hosts.yml", |a, b| {
+        format!(
+            "all:\n  vars:\n    ansible_user: root\n  children:\n    prod:\n      vars:\n        message: from-prod\n      children:\n        web:\n          hosts:\n            web1:\n              ansible_host: 127.0.0.1\n              ansible_port: {a}\n              message: \"web1's own\"\n            web2: {{ansible_host: 127.0.0.1, ansible_port: {b}}}\n"
+        )
+    })
 }
 
 #[test]
@@ -1297,45 +1311,6 @@ fn a_run_folder_that_cannot_be_made_stops_the_apply_before_any_change() -> TestR
     assert_eq!(
         std::fs::read_dir(host.fs("/var/lib/fixer/runs"))?.count(),
         0
-    );
-    Ok(())
-}
-
-#[test]
-fn an_ansible_yaml_inventory_reaches_its_hosts() -> TestResult {
-    let client = Client::new();
-    let a = TestHost::start(&client);
-    let b = TestHost::start(&client);
-    for h in [&a, &b] {
-        client.trust(h);
-        std::fs::create_dir_all(h.fs("/srv/app"))?;
-    }
-    let inv = client.home.path().join("hosts.yml");
-    std::fs::write(
-        &inv,
-        format!(
-            "all:\n  vars:\n    ansible_user: root\n  children:\n    prod:\n      vars:\n        message: from-prod\n      children:\n        web:\n          hosts:\n            web1:\n              ansible_host: 127.0.0.1\n              ansible_port: {}\n              message: \"web1's own\"\n            web2: {{ansible_host: 127.0.0.1, ansible_port: {}}}\n",
-            a.port, b.port
-        ),
-    )?;
-    let pb = write_playbook(&client, PLAYBOOK);
-    let (pbs, invs) = (pb.display().to_string(), inv.display().to_string());
-    let out = client
-        .fixer(&["apply", &pbs, "-i", &invs, "--limit", "prod"])
-        .output()?;
-    let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
-    assert!(
-        stdout.contains("== web1") && stdout.contains("== web2"),
-        "{stdout}"
-    );
-    assert_eq!(
-        std::fs::read_to_string(a.fs("/srv/app/config.txt"))?,
-        "message=web1's own\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(b.fs("/srv/app/config.txt"))?,
-        "message=from-prod\n"
     );
     Ok(())
 }
