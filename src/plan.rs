@@ -102,6 +102,14 @@ fn plan_one(d: &Declared, host: &dyn Host, cx: &Context) -> Result<Change, Error
 /// one per path.
 pub fn prefetch(playbook: &Playbook, host: &dyn Host, cx: &Context) -> Result<(), Error> {
     let mut paths: Vec<PathBuf> = Store::observes();
+    // Their folders too: the plan's access check looks at the nearest one
+    // that exists.
+    paths.extend(
+        Path::new(crate::journal::STATE_DIR)
+            .ancestors()
+            .skip(1)
+            .map(Path::to_path_buf),
+    );
     for d in playbook.resources.iter().chain(&playbook.handlers) {
         for p in d.resource.observes(cx) {
             paths.extend(p.ancestors().skip(1).map(Path::to_path_buf));

@@ -323,6 +323,8 @@ enum Observed {
         content: Option<Vec<u8>>,
         /// A directory's entries, when fetched.
         names: Option<Vec<String>>,
+        /// Whether the user may write it (`test -w`), when observed itself.
+        writable: Option<bool>,
     },
 }
 
@@ -447,7 +449,7 @@ const OBSERVE: &str = r#"limit=$1; shift; given=$#; i=0; idx=; NL='
 '
 one() {
   if s=$(stat -c '%f %u %g %s' -- "$2" 2>&1); then
-    echo "$1 S $s"
+    if [ -w "$2" ]; then echo "$1 S $s w"; else echo "$1 S $s -"; fi
     case $s in
       8*) if [ "${s##* }" -le "$limit" ]; then
             if [ -r "$2" ]; then printf '%s C ' "$1"; base64 -w0 < "$2"; echo; else echo "$1 R Permission denied"; fi
@@ -500,7 +502,7 @@ for k in $idx; do
   j=$((j+1)); eval "p=\${$j}"
   s=${st%%"$NL"*}
   case $st in *"$NL"*) st=${st#*"$NL"} ;; *) st= ;; esac
-  echo "$k S $s"
+  if [ -w "$p" ]; then echo "$k S $s w"; else echo "$k S $s -"; fi
   case $s in
     8*) if [ "${s##* }" -le "$limit" ]; then
           if [ -r "$p" ]; then set -- "$@" "$p"; ks="$ks,$k"; else echo "$k R Permission denied"; fi
@@ -1007,6 +1009,7 @@ impl SshHost {
                             meta,
                             content: None,
                             names: None,
+                            writable: f.get(4).map(|w| *w == "w"),
                         },
                     );
                 }
@@ -1030,6 +1033,7 @@ impl SshHost {
                                 meta,
                                 content: None,
                                 names: None,
+                                writable: None,
                             },
                         ));
                     }
@@ -1214,6 +1218,25 @@ impl Host for SshHost {
                 .collect()
         };
         self.observe_batch(&missing)
+    }
+
+    /// From the observation (`test -w` in the observe script): the
+    /// playbook's paths and their folders are prefetched, so a plan asks
+    /// no more round trips for it.
+    fn may_write(&self, path: &Path) -> HostResult<Option<bool>> {
+        let cached = self.cache().entries.get(path).cloned();
+        let seen = match cached {
+            Some(
+                o @ Observed::Present {
+                    writable: Some(_), ..
+                },
+            ) => o,
+            _ => self.observe(path)?,
+        };
+        Ok(match seen {
+            Observed::Present { writable, .. } => writable,
+            _ => None,
+        })
     }
 
     fn stat(&self, path: &Path) -> HostResult<Option<Meta>> {
@@ -1552,6 +1575,7 @@ mod tests {
             },
             content: None,
             names: names.map(|n| n.iter().map(|s| s.to_string()).collect()),
+            writable: None,
         }
     }
 

@@ -1314,3 +1314,39 @@ fn a_run_folder_that_cannot_be_made_stops_the_apply_before_any_change() -> TestR
     );
     Ok(())
 }
+
+/// Over SSH too, a plan as a user who could not apply it says so, from
+/// what the observation already fetched.
+#[test]
+fn a_remote_plan_as_a_user_warns_of_what_apply_could_not_write() -> TestResult {
+    let client = Client::new();
+    let host = TestHost::start_with_users(&client, &[("nosudo", false)]);
+    client.trust(&host);
+    std::fs::create_dir_all(host.fs("/srv/app"))?;
+    let pb = write_playbook(
+        &client,
+        "[playbook]\nname = \"user\"\n\n\
+         [[resource]]\ntype = \"file\"\npath = \"/srv/app/new.conf\"\ncontent = \"x\\n\"\n",
+    );
+    let pbs = pb.display().to_string();
+    let user = format!("nosudo@127.0.0.1:{}", host.port);
+    let out = client.fixer(&["plan", &pbs, "--host", &user]).output()?;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("apply could not write fixer's state folder /var/lib/fixer")
+            && stdout.contains(
+                "apply could not change /srv/app/new.conf as this user: /srv/app is not writable"
+            ),
+        "{stdout}"
+    );
+    // As root: nothing to warn of.
+    let root = format!("root@127.0.0.1:{}", host.port);
+    let out = client.fixer(&["plan", &pbs, "--host", &root]).output()?;
+    assert!(
+        !text(&out.stdout).contains("apply could not"),
+        "{}",
+        text(&out.stdout)
+    );
+    Ok(())
+}
