@@ -74,17 +74,7 @@ pub(super) fn parse(src: &Source) -> Result<Model, Error> {
                 let Some((spec, pairs)) = words.split_first() else {
                     continue;
                 };
-                if spec.contains('[') && !spec.starts_with('[') {
-                    return Err(err(format!(
-                        "`{spec}`: host ranges are not supported; list the hosts one per line"
-                    )));
-                }
-                let dest = Destination::parse(spec).map_err(|e| err(e.to_string()))?;
-                if dest.user.is_some() {
-                    return Err(err(format!(
-                        "`{spec}`: write the user as ansible_user=..., not user@host"
-                    )));
-                }
+                let dest = host_spec(spec).map_err(&err)?;
                 let entry = model.hosts.entry(dest.host.clone()).or_default();
                 if let Some(port) = dest.port {
                     entry
@@ -137,6 +127,23 @@ pub(super) fn parse(src: &Source) -> Result<Model, Error> {
     }
 
     resolve(src, model, &groups)
+}
+
+/// A host as both Ansible formats name it, `name` or `name:port`; host
+/// ranges and `user@host` are refused rather than misread.
+pub(super) fn host_spec(spec: &str) -> Result<Destination, String> {
+    if spec.contains('[') && !spec.starts_with('[') {
+        return Err(format!(
+            "`{spec}`: host ranges are not supported; list the hosts one by one"
+        ));
+    }
+    let dest = Destination::parse(spec).map_err(|e| e.to_string())?;
+    if dest.user.is_some() {
+        return Err(format!(
+            "`{spec}`: write the user as ansible_user, not user@host"
+        ));
+    }
+    Ok(dest)
 }
 
 /// Order `groups` as Ansible does (by depth, then name: deeper wins) with

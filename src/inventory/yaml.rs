@@ -20,10 +20,9 @@ use std::collections::BTreeMap;
 
 use serde_yaml_ng::Value;
 
-use super::ini::{resolve, Group};
+use super::ini::{host_spec, resolve, Group};
 use super::{Model, Vars};
 use crate::error::Error;
-use crate::host::ssh_config::Destination;
 use crate::playbook::source::Source;
 
 pub(super) fn parse(src: &Source) -> Result<Model, Error> {
@@ -159,24 +158,7 @@ fn group(
                 for (h, hv) in hosts {
                     let spec = key(src, h, &here)?;
                     let at = format!("{here}.{spec}");
-                    if spec.contains('[') && !spec.starts_with('[') {
-                        return Err(at_text(
-                            src,
-                            &spec,
-                            &at,
-                            format!("`{spec}`: host ranges are not supported; list the hosts one by one"),
-                        ));
-                    }
-                    let dest = Destination::parse(&spec)
-                        .map_err(|e| at_text(src, &spec, &at, e.to_string()))?;
-                    if dest.user.is_some() {
-                        return Err(at_text(
-                            src,
-                            &spec,
-                            &at,
-                            format!("`{spec}`: write the user as ansible_user, not user@host"),
-                        ));
-                    }
+                    let dest = host_spec(&spec).map_err(|m| at_text(src, &spec, &at, m))?;
                     let entry = model.hosts.entry(dest.host.clone()).or_default();
                     if let Some(port) = dest.port {
                         entry
