@@ -20,9 +20,6 @@ pub enum Op {
         before: Option<(Vec<u8>, Meta)>,
         content: Vec<u8>,
         attrs: Attrs,
-        /// What a person should be shown as (before, after) when the raw
-        /// bytes would hide the change (netplan's normalised YAML).
-        shown: Option<(Vec<u8>, Vec<u8>)>,
     },
     Mkdir {
         path: PathBuf,

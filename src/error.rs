@@ -96,6 +96,15 @@ pub enum Error {
     #[error("{0}")]
     Conflict(String),
 
+    /// A tool on the target refused a value the playbook set (netplan's
+    /// validation): where the playbook set it, and the tool's own words.
+    #[error("{at}: {message}{}", stderr_tail(stderr))]
+    Rejected {
+        at: Location,
+        message: String,
+        stderr: String,
+    },
+
     #[error("command `{command}` {status}{}", stderr_tail(stderr))]
     CommandFailed {
         command: String,
@@ -271,6 +280,13 @@ impl Error {
                 d.column = Some(at.column);
                 d.field = at.field.clone();
                 "input"
+            }
+            Error::Rejected { at, .. } => {
+                d.file = Some(at.file.clone());
+                d.line = Some(at.line);
+                d.column = Some(at.column);
+                d.field = at.field.clone();
+                "rejected"
             }
             Error::Read { path, .. } => {
                 d.file = Some(path.clone());

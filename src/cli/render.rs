@@ -552,19 +552,6 @@ impl Printer {
         (!parts.is_empty()).then(|| parts.join(", "))
     }
 
-    /// The (before, after) a person sees: the resource's own rendering
-    /// when it gives one, else the raw bytes.
-    fn what_to_show<'a>(
-        before: &'a Option<(Vec<u8>, Meta)>,
-        content: &'a [u8],
-        shown: &'a Option<(Vec<u8>, Vec<u8>)>,
-    ) -> (Option<&'a [u8]>, &'a [u8]) {
-        match (shown, before) {
-            (Some((old, new)), Some(_)) => (Some(old.as_slice()), new.as_slice()),
-            _ => (before.as_ref().map(|(b, _)| b.as_slice()), content),
-        }
-    }
-
     fn op_lines(&self, op: &Op, applied: bool) -> Vec<String> {
         match op {
             Op::Write {
@@ -572,9 +559,11 @@ impl Printer {
                 before,
                 content,
                 attrs,
-                shown,
             } => {
-                let (old, new) = Self::what_to_show(before, content, shown);
+                let (old, new) = (
+                    before.as_ref().map(|(b, _)| b.as_slice()),
+                    content.as_slice(),
+                );
                 let mut lines = self.diff_lines(path, old, new);
                 if let Some(a) = Self::attr_text(before.as_ref().map(|(_, m)| m), attrs) {
                     lines.push(format!("{}: {a}", path.display()));
@@ -628,9 +617,11 @@ impl Printer {
                 before,
                 content,
                 attrs,
-                shown,
             } => {
-                let (old, new) = Self::what_to_show(before, content, shown);
+                let (old, new) = (
+                    before.as_ref().map(|(b, _)| b.as_slice()),
+                    content.as_slice(),
+                );
                 json!({
                     "op": "write", "path": path, "new": before.is_none(),
                     "diff": self.diff_lines_plain(path, old, new),

@@ -352,7 +352,6 @@ impl Resource for Env {
             return Ok(Delta::default());
         }
         Ok(Delta::ops(vec![Op::Write {
-            shown: None,
             path,
             before,
             content: wanted.into_bytes(),

@@ -189,7 +189,6 @@ impl Resource for File {
             }
             (State::Directory, Some(m)) => return Err(conflict("not a directory", m.kind)),
             (State::Present, None) => ops.push(Op::Write {
-                shown: None,
                 attrs: new_attrs(0o644, false)?,
                 path,
                 before: None,
@@ -201,7 +200,6 @@ impl Resource for File {
                 let content = self.content.as_deref().unwrap_or_default();
                 if current != content {
                     ops.push(Op::Write {
-                        shown: None,
                         path,
                         before: Some((current, m)),
                         content: content.to_vec(),

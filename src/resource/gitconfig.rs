@@ -279,7 +279,6 @@ pub fn plan_edit(
         )));
     }
     Ok(Delta::ops(vec![Op::Write {
-        shown: None,
         path,
         before,
         content,

@@ -160,7 +160,6 @@ impl Resource for GoModTidy {
         let mut ops = Vec::new();
         if mod_after != mod_before.0 {
             ops.push(Op::Write {
-                shown: None,
                 path: gomod,
                 before: Some(mod_before),
                 content: mod_after,
@@ -169,14 +168,12 @@ impl Resource for GoModTidy {
         }
         match (sum_before, sum_after) {
             (Some(before), Some(after)) if before.0 != after => ops.push(Op::Write {
-                shown: None,
                 path: gosum,
                 before: Some(before),
                 content: after,
                 attrs: Attrs::default(),
             }),
             (None, Some(after)) if !after.is_empty() => ops.push(Op::Write {
-                shown: None,
                 path: gosum,
                 before: None,
                 content: after,

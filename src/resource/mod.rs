@@ -17,6 +17,7 @@ pub use command::{exit_text, outcome_text};
 mod file;
 mod permissions;
 mod probe;
+mod yaml_edit;
 
 use std::fmt;
 use std::ops::Range;
@@ -202,8 +203,16 @@ impl Build<'_> {
     }
 
     pub fn error(&self, span: &Range<usize>, message: impl Into<String>) -> Error {
+        Error::Input {
+            at: self.location(span),
+            message: message.into(),
+        }
+    }
+
+    /// Where `span` is in the playbook, with the field it is part of.
+    pub fn location(&self, span: &Range<usize>) -> crate::error::Location {
         let field = field_at(self.table, span, &self.prefix).or_else(|| Some(self.prefix.clone()));
-        self.source.error(span, field, message)
+        self.source.location(span.start, field)
     }
 
     /// Read and render a template file named relative to the playbook.

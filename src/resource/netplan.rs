@@ -2,8 +2,11 @@
 //! `[resource.network]` table.
 //!
 //! Compared as YAML data, so a file differing only in formatting, key order
-//! or comments is unchanged; when it does differ, the diff is shown between
-//! normalised forms (keys sorted) so only the real change stands out.
+//! or comments is unchanged. When the data differs, the file is *edited*
+//! (`yaml_edit`): the values that change are rewritten in place, keys added
+//! or removed with their lines, and everything else (comments, flow lists,
+//! quoting, order) stays as the user wrote it; the diff shown is between
+//! the file's real bytes and the bytes that will be written.
 //! Validated before anything is written: YAML syntax at load, then the real
 //! `netplan generate` against a scratch root holding the new file together
 //! with the other netplan files of the target (netplan merges them). Its
@@ -15,10 +18,12 @@ use serde_yaml_ng::{Mapping, Value};
 use toml::de::DeValue;
 use toml::Spanned;
 
-use super::{read_regular_file, Build, Claim, Context, Kind, Part, Resource, TargetPath};
+use super::{
+    read_regular_file, yaml_edit, Build, Claim, Context, Kind, Part, Resource, TargetPath,
+};
 use crate::change::{Delta, Op};
-use crate::error::Error;
-use crate::host::{Attrs, Cmd, FileKind, Host, OnHost};
+use crate::error::{Error, Location};
+use crate::host::{Attrs, Cmd, FileKind, Host, Meta, OnHost};
 
 pub const KIND: Kind = Kind {
     name: "netplan",
@@ -58,17 +63,24 @@ pub(crate) fn yaml_files(host: &dyn Host) -> Result<Vec<std::path::PathBuf>, Err
 ///
 /// - **Compared as YAML data**: a file that differs only in formatting, key
 ///   order or comments is unchanged (its mode may still be fixed). When the
-///   data differs, the diff shown is between normalised forms (keys sorted),
-///   so only the real change stands out; the file written is the template's
-///   text, with its comments.
+///   data differs, the existing file is edited, not regenerated: changed
+///   values are rewritten where they are (a flow list such as
+///   `[8.8.8.8, 1.1.1.1]` stays a flow list), keys the file should not have
+///   go with their lines, new keys are added under their mapping; its
+///   comments and untouched lines stay. The diff shows the file's real bytes
+///   against what will be written. A new file, or one that is not a single
+///   YAML document, is written from the template (or table) whole.
 /// - **Validated before anything is written**: the rendered text must be
 ///   YAML (an error names the template, line and column, at `validate`
 ///   time); then the real `netplan generate --root-dir <scratch>` runs on a
 ///   scratch root holding the new file and the target's other netplan files
 ///   (netplan merges them). A rejection fails with netplan's own message
 ///   (`unknown key 'adresses'`, `invalid boolean value 'maybe'`, with file,
-///   line and column). netplan's warnings (deprecated `gateway4`, ...) are
-///   shown in the plan.
+///   line and column), named by the playbook line that set the value: the
+///   key of the `[resource.network]` table, the `vars` entry whose value the
+///   template put there, or else the `template` field. (A value a merge kept
+///   from the file is no line's: netplan's message alone.) netplan's
+///   warnings (deprecated `gateway4`, ...) are shown in the plan.
 /// - Written with mode 0600, owner root:root. Other netplan files are
 ///   untouched.
 /// - Applying the configuration is a handler's job: the shipped playbooks
@@ -100,8 +112,8 @@ struct Spec {
     /// Merge into the file as it is instead of replacing it: the keys the
     /// template (or table) sets replace the file's (a list whole), every
     /// other key stays, such as an interface's `match` and `set-name` or
-    /// other interfaces. The file is then written from the merged data
-    /// (its comments are not kept).
+    /// other interfaces. Edited in place like any change, so its comments
+    /// stay.
     #[serde(default)]
     merge: bool,
 }
@@ -113,6 +125,9 @@ fn default_netplan() -> String {
 #[derive(Debug)]
 struct Netplan {
     path: TargetPath,
+    /// Where the playbook sets what the file holds, to name the line when
+    /// netplan rejects a value.
+    origins: Origins,
     /// The file as it will be written.
     text: String,
     /// The same, as data.
@@ -139,8 +154,113 @@ fn merged(base: &Value, over: &Value) -> Value {
     }
 }
 
+/// Where the playbook sets the parts of the file.
+#[derive(Debug, Default)]
+struct Origins {
+    /// Every key of an inline `[resource.network]` table, by its path in
+    /// the YAML (`network`, `ethernets`, `eth0`, `dhcp4`; list items by index).
+    /// Whether the key's value is set whole (not a table), so what lies
+    /// below it comes from there too.
+    keys: Vec<(Vec<String>, Location, bool)>,
+    /// The resource's `vars` for a template: name, value as text, where.
+    vars: Vec<(String, String, Location)>,
+    /// The `template` field.
+    template: Option<Location>,
+}
+
+impl Origins {
+    fn read(value: &Spanned<DeValue<'_>>, b: &Build<'_>) -> Origins {
+        let mut origins = Origins::default();
+        let DeValue::Table(table) = value.get_ref() else {
+            return origins;
+        };
+        for (k, v) in table.iter() {
+            match k.get_ref().as_ref() {
+                "network" => origins.keys_of(v, vec!["network".into()], b),
+                "vars" => {
+                    if let DeValue::Table(vars) = v.get_ref() {
+                        for (name, value) in vars.iter() {
+                            if let Some(text) = scalar_text(value.get_ref()) {
+                                let at = b.location(&name.span());
+                                origins.vars.push((name.get_ref().to_string(), text, at));
+                            }
+                        }
+                    }
+                }
+                "template" => origins.template = Some(b.location(&v.span())),
+                _ => {}
+            }
+        }
+        origins
+    }
+
+    fn keys_of(&mut self, v: &Spanned<DeValue<'_>>, path: Vec<String>, b: &Build<'_>) {
+        match v.get_ref() {
+            DeValue::Table(t) => {
+                for (k, v) in t.iter() {
+                    let mut path = path.clone();
+                    path.push(k.get_ref().to_string());
+                    // The key's line: a table's own span is only its header.
+                    let whole = !matches!(v.get_ref(), DeValue::Table(_));
+                    self.keys.push((path.clone(), b.location(&k.span()), whole));
+                    self.keys_of(v, path, b);
+                }
+            }
+            DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let mut path = path.clone();
+                    path.push(i.to_string());
+                    let whole = !matches!(item.get_ref(), DeValue::Table(_));
+                    self.keys
+                        .push((path.clone(), b.location(&item.span()), whole));
+                    self.keys_of(item, path, b);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Where the playbook sets the value at `path` (holding `scalar`) of the
+    /// file, and how: the deepest table key on the way, else a template
+    /// variable holding that value, else the template. A merged file's
+    /// own keys are set by no line of the playbook.
+    fn of(&self, path: &[String], scalar: Option<&str>) -> Option<(Location, String)> {
+        let key = self
+            .keys
+            .iter()
+            .filter(|(p, _, whole)| p == path || (*whole && path.starts_with(p)))
+            .max_by_key(|(p, _, _)| p.len());
+        if let Some((_, at, _)) = key {
+            return Some((at.clone(), "the value set here".into()));
+        }
+        if let Some((name, _, at)) = scalar.and_then(|s| self.vars.iter().find(|(_, v, _)| v == s))
+        {
+            return Some((
+                at.clone(),
+                format!("`{name}`, which the template puts at `{}`", path.join(".")),
+            ));
+        }
+        let at = self.template.clone()?;
+        Some((
+            at,
+            format!("what this template renders at `{}`", path.join(".")),
+        ))
+    }
+}
+
+fn scalar_text(v: &DeValue<'_>) -> Option<String> {
+    match v {
+        DeValue::String(s) => Some(s.to_string()),
+        DeValue::Integer(i) => Some(i.to_string()),
+        DeValue::Float(f) => Some(f.to_string()),
+        DeValue::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
 fn build(value: Spanned<DeValue<'_>>, b: &Build<'_>) -> Result<Box<dyn Resource>, Error> {
     let span = value.span();
+    let origins = Origins::read(&value, b);
     let spec: Spec = b.deserialize(value)?;
     let path = spec.path.get_ref();
     let in_netplan_dir = DIRS.iter().any(|d| {
@@ -193,43 +313,12 @@ fn build(value: Spanned<DeValue<'_>>, b: &Build<'_>) -> Result<Box<dyn Resource>
     }
     Ok(Box::new(Netplan {
         path: spec.path.into_inner(),
+        origins,
         text,
         data,
         netplan: spec.netplan,
         merge: spec.merge,
     }))
-}
-
-/// Keys sorted at every level, so that two equal documents print alike.
-fn normalised(v: &Value) -> Value {
-    match v {
-        Value::Mapping(m) => {
-            let mut entries: Vec<(String, Value, Value)> = m
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        serde_yaml_ng::to_string(k).unwrap_or_default(),
-                        k.clone(),
-                        normalised(v),
-                    )
-                })
-                .collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Mapping(entries.into_iter().map(|(_, k, v)| (k, v)).collect())
-        }
-        Value::Sequence(s) => Value::Sequence(s.iter().map(normalised).collect()),
-        Value::Tagged(t) => Value::Tagged(Box::new(serde_yaml_ng::value::TaggedValue {
-            tag: t.tag.clone(),
-            value: normalised(&t.value),
-        })),
-        other => other.clone(),
-    }
-}
-
-fn render(v: &Value) -> Vec<u8> {
-    serde_yaml_ng::to_string(&normalised(v))
-        .unwrap_or_default()
-        .into_bytes()
 }
 
 impl Netplan {
@@ -279,10 +368,21 @@ impl Netplan {
         let scratch_path = scratch.path().display().to_string();
         let stderr = String::from_utf8_lossy(&out.stderr).replace(&scratch_path, "");
         if !out.success() {
-            return Err(Error::CommandFailed {
-                command: "netplan generate (validating the new file)".into(),
-                status: format!("rejected it ({})", super::outcome_text(&out, &cmd)),
-                stderr,
+            let command = format!(
+                "`netplan generate` (validating the new file) rejected it ({})",
+                super::outcome_text(&out, &cmd)
+            );
+            return Err(match self.set_by(target, text, &stderr) {
+                Some((at, what)) => Error::Rejected {
+                    at,
+                    message: format!("netplan rejects {what}: {command}"),
+                    stderr,
+                },
+                None => Error::CommandFailed {
+                    command: "netplan generate (validating the new file)".into(),
+                    status: format!("rejected it ({})", super::outcome_text(&out, &cmd)),
+                    stderr,
+                },
             });
         }
         // "** (generate:123): WARNING **: 07:58:01.963: `gateway4` has been deprecated..."
@@ -323,72 +423,112 @@ impl Resource for Netplan {
     fn plan(&self, host: &dyn Host, cx: &Context) -> Result<Delta, Error> {
         let path = self.path.resolve(cx);
         let before = read_regular_file(host, &path)?;
-        let current: Option<Value> = before.as_ref().and_then(|(bytes, _)| {
-            std::str::from_utf8(bytes)
-                .ok()
-                .and_then(|t| serde_yaml_ng::from_str(t).ok())
+        let current: Option<(&str, Value)> = before.as_ref().and_then(|(bytes, _)| {
+            let text = std::str::from_utf8(bytes).ok()?;
+            Some((text, serde_yaml_ng::from_str(text).ok()?))
         });
-        // What the file will hold: ours, or ours merged into what it has.
-        let (text, data) = match (&current, self.merge) {
-            (Some(cur), true) => {
-                let data = merged(cur, &self.data);
-                let text = serde_yaml_ng::to_string(&data).map_err(|e| {
-                    Error::Conflict(format!("{}: cannot merge: {e}", path.display()))
-                })?;
-                (text, data)
-            }
-            _ => (self.text.clone(), self.data.clone()),
+        // What the file will hold as data: ours, or ours merged into it.
+        let data = match (&current, self.merge) {
+            (Some((_, cur)), true) => merged(cur, &self.data),
+            _ => self.data.clone(),
         };
-        let warnings = self.validate(host, &path, &text)?;
-        let attrs = Attrs {
-            mode: Some(0o600),
-            uid: Some(0),
-            gid: Some(0),
-        };
-        let mut ops = Vec::new();
-        match before {
-            None => ops.push(Op::Write {
-                shown: None,
-                path,
-                before: None,
-                content: text.into_bytes(),
-                attrs,
-            }),
-            Some((bytes, meta)) => {
-                let wanted_attrs = Attrs {
-                    mode: attrs.mode.filter(|m| *m != meta.mode),
-                    uid: attrs.uid.filter(|u| *u != meta.uid),
-                    gid: attrs.gid.filter(|g| *g != meta.gid),
-                };
-                if current.as_ref() == Some(&data) {
-                    if !wanted_attrs.is_empty() {
-                        ops.push(Op::SetMeta {
-                            path,
-                            before: meta,
-                            attrs: wanted_attrs,
-                        });
-                    }
-                } else {
-                    // Write what the user authored; show the change between
-                    // normalised forms (an unparsable current file as it is).
-                    let shown_before = match &current {
-                        Some(v) => render(v),
-                        None => bytes.clone(),
-                    };
-                    ops.push(Op::Write {
-                        shown: Some((shown_before, render(&data))),
-                        path,
-                        before: Some((bytes, meta)),
-                        content: text.into_bytes(),
-                        attrs: wanted_attrs,
-                    });
-                }
+        if let (Some((text, cur)), Some((_, meta))) = (&current, &before) {
+            if cur == &data {
+                // Still validated: netplan's warnings concern the file as it is.
+                let warnings = self.validate(host, &path, text)?;
+                return Ok(Delta {
+                    ops: self.fix_attrs(path, *meta),
+                    notes: Vec::new(),
+                    warnings,
+                });
             }
         }
+        // And as text: the file as it is, edited where the data differs (its
+        // comments and untouched lines kept); when it cannot be edited (not
+        // YAML, or not one document), ours whole.
+        let text = match &current {
+            Some((text, _)) => yaml_edit::edit(text, &data),
+            None => None,
+        };
+        let text = match text {
+            Some(t) => t,
+            None if self.merge && current.is_some() => serde_yaml_ng::to_string(&data)
+                .map_err(|e| Error::Conflict(format!("{}: cannot merge: {e}", path.display())))?,
+            None => self.text.clone(),
+        };
+        let warnings = self.validate(host, &path, &text)?;
+        let (before, attrs) = match before {
+            None => (None, WANTED),
+            Some((bytes, meta)) => (Some((bytes, meta)), missing_attrs(&meta)),
+        };
         Ok(Delta {
-            ops,
+            ops: vec![Op::Write {
+                path,
+                before,
+                content: text.into_bytes(),
+                attrs,
+            }],
             notes: Vec::new(),
             warnings,
         })
+    }
+}
+
+/// Mode and owner netplan expects of its files.
+const WANTED: Attrs = Attrs {
+    mode: Some(0o600),
+    uid: Some(0),
+    gid: Some(0),
+};
+
+/// What of [`WANTED`] a file with `meta` lacks.
+fn missing_attrs(meta: &Meta) -> Attrs {
+    Attrs {
+        mode: WANTED.mode.filter(|m| *m != meta.mode),
+        uid: WANTED.uid.filter(|u| *u != meta.uid),
+        gid: WANTED.gid.filter(|g| *g != meta.gid),
+    }
+}
+
+impl Netplan {
+    /// Where the playbook sets what netplan's error points at: it names
+    /// `FILE:LINE:COLUMN:` of the file we wrote (others' files are not ours).
+    fn set_by(
+        &self,
+        target: &std::path::Path,
+        text: &str,
+        stderr: &str,
+    ) -> Option<(Location, String)> {
+        let prefix = format!("{}:", target.display());
+        let (line, column) = stderr.lines().find_map(|l| {
+            let mut parts = l.strip_prefix(&prefix)?.splitn(3, ':');
+            let line = parts.next()?.parse().ok()?;
+            let column = parts.next()?.parse().ok()?;
+            Some((line, column))
+        })?;
+        let (path, scalar) = yaml_edit::path_at(text, line, column)?;
+        // A merged file's own keys come from no line of the playbook.
+        let mut ours = Some(&self.data);
+        for key in &path {
+            ours = ours.and_then(|v| match v {
+                Value::Sequence(items) => key.parse().ok().and_then(|i: usize| items.get(i)),
+                other => other.get(key.as_str()),
+            });
+        }
+        ours?;
+        self.origins.of(&path, scalar.as_deref())
+    }
+
+    /// The data is as wanted: at most the mode and owner to fix.
+    fn fix_attrs(&self, path: std::path::PathBuf, meta: Meta) -> Vec<Op> {
+        let attrs = missing_attrs(&meta);
+        if attrs.is_empty() {
+            return Vec::new();
+        }
+        vec![Op::SetMeta {
+            path,
+            before: meta,
+            attrs,
+        }]
     }
 }
