@@ -137,7 +137,9 @@ fn main() -> Result<()> {
              bytes, with nothing to diff). Medians of {repeats} runs, alternating. A side \
              above {} is summarised, not diffed; below it the line diff has a {} ms \
              deadline, after which it settles for a coarser diff (still a correct one). \
-             Peak RSS still grows with the file: the plan holds both contents in memory.\n\n\
+             Above the limit the file on the target is held only as a digest (see the \
+             memory bench); the baseline's RSS grows with the file because its wanted \
+             content is the file's whole text, from the playbook's template.\n\n\
              Reproduce: `FIXER_BENCH_WRITE_DOCS=1 cargo bench --bench diff` (this table: \
              {cores} cores).\n\n{table}",
             fixer::diff::size_text(fixer::diff::SHOWN_LIMIT),

@@ -3,7 +3,7 @@
 # docs/ and docs/benchmarks.md is reassembled from them.
 #
 #   benches/run.sh                    everything (about 1.5 h on 2 cores)
-#   benches/run.sh compare incident   some benches (compare incident fleet apply diff diagnose)
+#   benches/run.sh compare incident   some benches (compare incident fleet apply diff memory diagnose)
 #   FUZZ_SECONDS=300 benches/run.sh   longer fuzzing (default 60 s per target;
 #                                     0 skips it)
 #
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/deps.sh test
 
-benches=${*:-compare incident fleet apply diff diagnose}
+benches=${*:-compare incident fleet apply diff memory diagnose}
 for b in $benches; do
   echo "== cargo bench --bench $b"
   FIXER_BENCH_WRITE_DOCS=1 cargo bench --bench "$b"

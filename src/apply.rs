@@ -469,8 +469,7 @@ fn execute(
             // Record what is there now, not what the plan saw.
             let undo = match host.stat(path).on(host)? {
                 Some(meta) => {
-                    let old = host.read(path).on(host)?;
-                    let backup = j.backup(j.next_step(), &old)?;
+                    let backup = j.backup(j.next_step(), path)?;
                     Undo::Restore {
                         path: path.clone(),
                         backup,

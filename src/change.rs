@@ -9,7 +9,47 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::host::{Attrs, Cmd, Meta};
+use crate::host::{Attrs, Cmd, Digest, Meta};
+
+/// A file's content as a plan saw it: the bytes, when a diff of them can
+/// be shown, else only what identifies them, read as a stream so that a
+/// plan's memory does not grow with the files it replaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Prior {
+    Bytes(Vec<u8>),
+    Large(Digest),
+}
+
+impl Prior {
+    /// What the regular file `path` (seen as `meta`) holds now: its bytes
+    /// up to [`crate::diff::SHOWN_LIMIT`], else its digest.
+    pub fn read(
+        host: &dyn crate::host::Host,
+        path: &std::path::Path,
+        meta: &Meta,
+    ) -> crate::host::HostResult<Prior> {
+        if meta.size > crate::diff::SHOWN_LIMIT as u64 {
+            host.digest(path).map(Prior::Large)
+        } else {
+            host.read(path).map(Prior::Bytes)
+        }
+    }
+
+    /// Whether the file holds exactly `content`.
+    pub fn holds(&self, content: &[u8]) -> bool {
+        match self {
+            Prior::Bytes(b) => b == content,
+            Prior::Large(d) => d.size == content.len() as u64 && *d == Digest::of(content),
+        }
+    }
+
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Prior::Bytes(b) => Some(b),
+            Prior::Large(_) => None,
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub enum Op {
@@ -17,7 +57,7 @@ pub enum Op {
     Write {
         path: PathBuf,
         /// Content and attributes before, `None` when the file is new.
-        before: Option<(Vec<u8>, Meta)>,
+        before: Option<(Prior, Meta)>,
         content: Vec<u8>,
         attrs: Attrs,
     },

@@ -14,6 +14,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::change::Prior;
 use crate::playbook::vars::MASK;
 use crate::playbook::Masker;
 
@@ -77,6 +78,40 @@ fn plural(n: usize, one: &str) -> String {
     }
 }
 
+/// The diff from what a plan saw (`None`: a new file) to `after`: a
+/// file too large to hold was seen only as a digest, and is summarised.
+pub fn of_prior(path: &Path, before: Option<&Prior>, after: &[u8], masker: &Masker) -> Vec<Line> {
+    match before {
+        Some(Prior::Large(d)) => vec![summary(path, Some((d.size, d.lines)), after, &too_large())],
+        Some(Prior::Bytes(b)) => unified(path, Some(b), after, masker),
+        None => unified(path, None, after, masker),
+    }
+}
+
+fn too_large() -> String {
+    format!("the diff is not shown above {}", size_text(SHOWN_LIMIT))
+}
+
+/// One line saying what a change does to a file's size and lines.
+fn summary(path: &Path, before: Option<(u64, u64)>, after: &[u8], why: &str) -> Line {
+    let side = |size: u64, lines: u64| {
+        format!(
+            "{} ({})",
+            size_text(usize::try_from(size).unwrap_or(usize::MAX)),
+            plural(usize::try_from(lines).unwrap_or(usize::MAX), "line")
+        )
+    };
+    let from = match before {
+        Some((size, lines)) => side(size, lines),
+        None => "nothing".to_string(),
+    };
+    Line::Note(format!(
+        "{}: {from} -> {}; {why}",
+        path.display(),
+        side(after.len() as u64, line_count(after) as u64)
+    ))
+}
+
 /// The diff from `before` (`None`: a new file) to `after` at `path`.
 pub fn unified(path: &Path, before: Option<&[u8]>, after: &[u8], masker: &Masker) -> Vec<Line> {
     unified_within(path, before, after, masker, DEADLINE)
@@ -91,23 +126,9 @@ pub fn unified_within(
     deadline: Duration,
 ) -> Vec<Line> {
     let old_bytes = before.unwrap_or_default();
-    let summary = |why: &str| {
-        let side = |b: &[u8]| format!("{} ({})", size_text(b.len()), plural(line_count(b), "line"));
-        let from = match before {
-            Some(b) => side(b),
-            None => "nothing".to_string(),
-        };
-        vec![Line::Note(format!(
-            "{}: {from} -> {}; {why}",
-            path.display(),
-            side(after)
-        ))]
-    };
     if old_bytes.len() > SHOWN_LIMIT || after.len() > SHOWN_LIMIT {
-        return summary(&format!(
-            "the diff is not shown above {}",
-            size_text(SHOWN_LIMIT)
-        ));
+        let seen = before.map(|b| (b.len() as u64, line_count(b) as u64));
+        return vec![summary(path, seen, after, &too_large())];
     }
     let (Ok(old), Ok(new)) = (std::str::from_utf8(old_bytes), std::str::from_utf8(after)) else {
         return vec![Line::Note(format!(

@@ -648,7 +648,6 @@ impl Seen {
     }
 
     pub fn observe(host: &dyn Host, path: &Path) -> Result<Seen, HostError> {
-        use sha2::Digest as _;
         let Some(m) = host.stat(path)? else {
             return Ok(Seen::Absent);
         };
@@ -658,7 +657,7 @@ impl Seen {
                 mode,
                 uid,
                 gid,
-                sha256: format!("{:x}", sha2::Sha256::digest(host.read(path)?)),
+                sha256: host.digest(path)?.hex(),
             },
             FileKind::Dir => {
                 let mut entries = host.list(path)?;
@@ -798,13 +797,14 @@ impl Journal<'_> {
         self.step + 1
     }
 
-    /// Store the old bytes of a file for `step`.
-    pub fn backup(&self, step: usize, content: &[u8]) -> Result<PathBuf, Error> {
+    /// Keep a copy of the file `of` for `step`, copied on the host (its
+    /// bytes never held in memory, whatever its size).
+    pub fn backup(&self, step: usize, of: &Path) -> Result<PathBuf, Error> {
         let path = self.saved_path(step);
         self.host
-            .write(
+            .copy(
+                of,
                 &path,
-                content,
                 Attrs {
                     mode: Some(0o600),
                     ..Attrs::default()
@@ -1086,19 +1086,20 @@ fn undo_one(host: &dyn Host, undo: &Undo, completed: bool) -> Result<Option<Stri
             }
         }
         Undo::Restore { path, backup, meta } => {
-            let content = host.read(backup)?;
+            // Compared and copied as streams: a backup may be large.
+            let kept = host.digest(backup)?;
             // Already as it was (the change never happened): touch nothing,
             // which also spares an unprivileged user an impossible chown.
             let current = host.stat(path)?;
             if current.is_some_and(|m| {
                 (m.kind, m.mode, m.uid, m.gid) == (meta.kind, meta.mode, meta.uid, meta.gid)
-            }) && host.read(path)? == content
+            }) && host.digest(path)? == kept
             {
                 return Ok(None);
             }
-            host.write(
+            host.copy(
+                backup,
                 path,
-                &content,
                 Attrs {
                     mode: Some(meta.mode),
                     uid: Some(meta.uid),

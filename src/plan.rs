@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::change::{Action, Change, Op};
+use crate::change::{Action, Change, Op, Prior};
 use crate::error::Error;
 use crate::host::{Host, OnHost, Overlay};
 use crate::journal::{RunRecord, Store};
@@ -290,7 +290,10 @@ fn fingerprint(h: &mut Sha256, change: &Change) {
                 field(b"write");
                 field(path.as_os_str().as_encoded_bytes());
                 if let Some((old, meta)) = before {
-                    field(old);
+                    match old {
+                        Prior::Bytes(b) => field(b),
+                        Prior::Large(d) => field(&d.sha256),
+                    }
                     field(format!("{meta:?}").as_bytes());
                 }
                 field(content);

@@ -285,6 +285,10 @@ const PAGES: &[(&str, &str)] = &[
         "FIXER_BENCH_WRITE_DOCS=1 cargo bench --bench diff",
     ),
     (
+        "benchmarks-memory.md",
+        "FIXER_BENCH_WRITE_DOCS=1 cargo bench --bench memory",
+    ),
+    (
         "benchmarks-diagnose.md",
         "FIXER_BENCH_WRITE_DOCS=1 cargo bench --bench diagnose",
     ),

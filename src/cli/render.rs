@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use fixer::apply::Outcome as ApplyOutcome;
-use fixer::change::{Action, Change, Op};
+use fixer::change::{Action, Change, Op, Prior};
 use fixer::error::{Error, RollbackReport};
 use fixer::host::shell::quote;
 use fixer::host::{Attrs, Meta};
@@ -507,9 +507,9 @@ impl Printer {
         self.out("");
     }
 
-    fn diff_lines(&self, path: &Path, before: Option<&[u8]>, after: &[u8]) -> Vec<String> {
+    fn diff_lines(&self, path: &Path, before: Option<&Prior>, after: &[u8]) -> Vec<String> {
         use fixer::diff::Line;
-        fixer::diff::unified(path, before, after, &self.masker)
+        fixer::diff::of_prior(path, before, after, &self.masker)
             .into_iter()
             .map(|line| {
                 let style = match &line {
@@ -560,10 +560,7 @@ impl Printer {
                 content,
                 attrs,
             } => {
-                let (old, new) = (
-                    before.as_ref().map(|(b, _)| b.as_slice()),
-                    content.as_slice(),
-                );
+                let (old, new) = (before.as_ref().map(|(b, _)| b), content.as_slice());
                 let mut lines = self.diff_lines(path, old, new);
                 if let Some(a) = Self::attr_text(before.as_ref().map(|(_, m)| m), attrs) {
                     lines.push(format!("{}: {a}", path.display()));
@@ -618,10 +615,7 @@ impl Printer {
                 content,
                 attrs,
             } => {
-                let (old, new) = (
-                    before.as_ref().map(|(b, _)| b.as_slice()),
-                    content.as_slice(),
-                );
+                let (old, new) = (before.as_ref().map(|(b, _)| b), content.as_slice());
                 json!({
                     "op": "write", "path": path, "new": before.is_none(),
                     "diff": self.diff_lines_plain(path, old, new),
@@ -649,7 +643,7 @@ impl Printer {
         }
     }
 
-    fn diff_lines_plain(&self, path: &Path, before: Option<&[u8]>, after: &[u8]) -> String {
+    fn diff_lines_plain(&self, path: &Path, before: Option<&Prior>, after: &[u8]) -> String {
         let plain = Printer {
             masker: self.masker.clone(),
             ..Printer::new(self.format, false, self.verbosity)

@@ -89,9 +89,45 @@ pub fn run(host: &dyn Host, scratch: &Path) -> Result<(), String> {
             "write shaped",
         )?;
     }
+    // digest streams what read returns; copy makes a file as write does.
+    for (name, content, _) in shapes {
+        check(
+            io(host.digest(&p(name)), "digest shaped")? == super::Digest::of(content),
+            "digest is size, lines and SHA-256 of the content",
+        )?;
+        let copy = p(&format!("{name}.copy"));
+        io(
+            host.copy(
+                &p(name),
+                &copy,
+                Attrs {
+                    mode: Some(0o604),
+                    ..Attrs::default()
+                },
+            ),
+            "copy shaped",
+        )?;
+        check(
+            io(host.read(&copy), "read copy")? == content
+                && io(host.stat(&copy), "stat copy")?.is_some_and(|m| m.mode == 0o604),
+            "copy makes a file holding the same bytes, with the given mode",
+        )?;
+        io(host.remove(&copy), "remove copy")?;
+    }
+    check(
+        host.copy(&p("missing"), &p("nothing"), Attrs::default())
+            .is_err()
+            && io(host.stat(&p("nothing")), "stat nothing")?.is_none()
+            && host.digest(&p("missing")).is_err(),
+        "copy and digest of a missing file fail, making nothing",
+    )?;
     let paths: Vec<PathBuf> = shapes.iter().map(|(n, _, _)| p(n)).collect();
     io(host.prefetch(&paths), "prefetch shaped")?;
     for (name, content, mode) in shapes {
+        check(
+            io(host.digest(&p(name)), "digest prefetched")? == super::Digest::of(content),
+            "digest of a prefetched file is that of its content",
+        )?;
         check(
             io(host.read(&p(name)), "read shaped")? == content
                 && io(host.stat(&p(name)), "stat shaped")?.is_some_and(|m| m.mode == mode),

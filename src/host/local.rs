@@ -16,7 +16,10 @@ use nix::unistd::{fchownat, unlinkat, UnlinkatFlags};
 use wait_timeout::ChildExt as _;
 
 use super::resolve::{kind_of, Resolver};
-use super::{Attrs, Cmd, FileKind, Host, HostError, HostLock, HostResult, Meta, Output, Scratch};
+use super::{
+    Attrs, Cmd, Digest, Digester, FileKind, Host, HostError, HostLock, HostResult, Meta, Output,
+    Scratch,
+};
 
 /// The local machine. With a root, every target path `/x` means `root/x`,
 /// commands run here with their working directory mapped, and users and
@@ -277,6 +280,92 @@ impl Drop for TempGuard<'_> {
     }
 }
 
+impl LocalHost {
+    /// The regular file at `path`, opened for reading without following a
+    /// final symlink.
+    fn open(&self, path: &Path) -> io::Result<File> {
+        let (dir, name) = self.parent_of(path)?;
+        let fd = openat(
+            &dir,
+            name.as_os_str(),
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(no_follow)?;
+        Ok(File::from(fd))
+    }
+
+    /// [`Host::write`] of what `content` yields, streamed.
+    fn write_from(&self, path: &Path, content: &mut dyn io::Read, attrs: Attrs) -> HostResult<()> {
+        let err = |e| HostError::new("write", path, e);
+
+        crate::failpoint::check("write").map_err(err)?;
+        let (dir, name) = self.parent_of(path).map_err(err)?;
+        // A symlink in the way is replaced, not written through.
+        let existing = match fstatat(&dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) if kind_of(&st) != SFlag::S_IFLNK => Some(st),
+            Ok(_) | Err(Errno::ENOENT) => None,
+            Err(e) => return Err(err(e.into())),
+        };
+        let (tmp_name, fd) = loop {
+            let candidate = temp_name(&name);
+            match openat(
+                &dir,
+                candidate.as_os_str(),
+                OFlag::O_WRONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o600),
+            ) {
+                Ok(fd) => break (candidate, fd),
+                Err(Errno::EEXIST) => continue,
+                Err(e) => return Err(err(e.into())),
+            }
+        };
+        let mut guard = TempGuard {
+            dir: &dir,
+            name: tmp_name,
+            armed: true,
+        };
+        let mut tmp = File::from(fd);
+        io::copy(content, &mut tmp).map_err(err)?;
+        let mode = attrs
+            .mode
+            .or(existing.as_ref().map(|m| m.st_mode & 0o7777))
+            .unwrap_or(0o644);
+        let uid = attrs.uid.or(existing.as_ref().map(|m| m.st_uid));
+        let gid = attrs.gid.or(existing.as_ref().map(|m| m.st_gid));
+        let tmp_meta = tmp.metadata().map_err(err)?;
+        if uid.is_some_and(|u| u != tmp_meta.uid()) || gid.is_some_and(|g| g != tmp_meta.gid()) {
+            std::os::unix::fs::fchown(&tmp, uid, gid).map_err(|e| {
+                if e.raw_os_error() == Some(nix::libc::EPERM) {
+                    err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!(
+                            "cannot give it owner {}:{} as uid {}; run fixer as root or as the file's owner",
+                            uid.map_or("-".into(), |u| u.to_string()),
+                            gid.map_or("-".into(), |g| g.to_string()),
+                            nix::unistd::geteuid()
+                        ),
+                    ))
+                } else {
+                    err(e)
+                }
+            })?;
+        }
+        // After chown: chown clears setuid/setgid bits.
+        tmp.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(err)?;
+        tmp.sync_all().map_err(err)?;
+        renameat(&dir, guard.name.as_os_str(), &dir, name.as_os_str())
+            .map_err(|e| err(e.into()))?;
+        guard.armed = false;
+        sync_dir(&dir).map_err(err)
+    }
+}
+
 impl Host for LocalHost {
     fn name(&self) -> String {
         match &self.root {
@@ -355,17 +444,24 @@ impl Host for LocalHost {
 
     fn read(&self, path: &Path) -> HostResult<Vec<u8>> {
         let err = |e| HostError::new("read", path, e);
-        let (dir, name) = self.parent_of(path).map_err(err)?;
-        let fd = openat(
-            &dir,
-            name.as_os_str(),
-            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| err(no_follow(e)))?;
         let mut bytes = Vec::new();
-        io::Read::read_to_end(&mut File::from(fd), &mut bytes).map_err(err)?;
+        io::Read::read_to_end(&mut self.open(path).map_err(err)?, &mut bytes).map_err(err)?;
         Ok(bytes)
+    }
+
+    fn digest(&self, path: &Path) -> HostResult<Digest> {
+        let err = |e| HostError::new("read", path, e);
+        let mut file = self.open(path).map_err(err)?;
+        let mut d = Digester::default();
+        let mut chunk = vec![0u8; 1 << 16];
+        loop {
+            match io::Read::read(&mut file, &mut chunk) {
+                Ok(0) => return Ok(d.finish()),
+                Ok(n) => d.update(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(err(e)),
+            }
+        }
     }
 
     fn list(&self, dir: &Path) -> HostResult<Vec<String>> {
@@ -392,71 +488,14 @@ impl Host for LocalHost {
     }
 
     fn write(&self, path: &Path, content: &[u8], attrs: Attrs) -> HostResult<()> {
-        let err = |e| HostError::new("write", path, e);
-        crate::failpoint::check("write").map_err(err)?;
-        let (dir, name) = self.parent_of(path).map_err(err)?;
-        // A symlink in the way is replaced, not written through.
-        let existing = match fstatat(&dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) if kind_of(&st) != SFlag::S_IFLNK => Some(st),
-            Ok(_) | Err(Errno::ENOENT) => None,
-            Err(e) => return Err(err(e.into())),
-        };
-        let (tmp_name, fd) = loop {
-            let candidate = temp_name(&name);
-            match openat(
-                &dir,
-                candidate.as_os_str(),
-                OFlag::O_WRONLY
-                    | OFlag::O_CREAT
-                    | OFlag::O_EXCL
-                    | OFlag::O_NOFOLLOW
-                    | OFlag::O_CLOEXEC,
-                Mode::from_bits_truncate(0o600),
-            ) {
-                Ok(fd) => break (candidate, fd),
-                Err(Errno::EEXIST) => continue,
-                Err(e) => return Err(err(e.into())),
-            }
-        };
-        let mut guard = TempGuard {
-            dir: &dir,
-            name: tmp_name,
-            armed: true,
-        };
-        let mut tmp = File::from(fd);
-        tmp.write_all(content).map_err(err)?;
-        let mode = attrs
-            .mode
-            .or(existing.as_ref().map(|m| m.st_mode & 0o7777))
-            .unwrap_or(0o644);
-        let uid = attrs.uid.or(existing.as_ref().map(|m| m.st_uid));
-        let gid = attrs.gid.or(existing.as_ref().map(|m| m.st_gid));
-        let tmp_meta = tmp.metadata().map_err(err)?;
-        if uid.is_some_and(|u| u != tmp_meta.uid()) || gid.is_some_and(|g| g != tmp_meta.gid()) {
-            std::os::unix::fs::fchown(&tmp, uid, gid).map_err(|e| {
-                if e.raw_os_error() == Some(nix::libc::EPERM) {
-                    err(io::Error::new(
-                        io::ErrorKind::PermissionDenied,
-                        format!(
-                            "cannot give it owner {}:{} as uid {}; run fixer as root or as the file's owner",
-                            uid.map_or("-".into(), |u| u.to_string()),
-                            gid.map_or("-".into(), |g| g.to_string()),
-                            nix::unistd::geteuid()
-                        ),
-                    ))
-                } else {
-                    err(e)
-                }
-            })?;
-        }
-        // After chown: chown clears setuid/setgid bits.
-        tmp.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(err)?;
-        tmp.sync_all().map_err(err)?;
-        renameat(&dir, guard.name.as_os_str(), &dir, name.as_os_str())
-            .map_err(|e| err(e.into()))?;
-        guard.armed = false;
-        sync_dir(&dir).map_err(err)
+        self.write_from(path, &mut &content[..], attrs)
+    }
+
+    fn copy(&self, from: &Path, to: &Path, attrs: Attrs) -> HostResult<()> {
+        let mut source = self
+            .open(from)
+            .map_err(|e| HostError::new("read", from, e))?;
+        self.write_from(to, &mut source, attrs)
     }
 
     fn append(&self, path: &Path, content: &[u8]) -> HostResult<()> {

@@ -46,6 +46,58 @@ pub struct Meta {
     pub size: u64,
 }
 
+/// What identifies a file's content without holding it: its size, line
+/// count and SHA-256, computed as the bytes stream past.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Digest {
+    pub size: u64,
+    /// Lines as a diff counts them: a last line without a newline counts.
+    pub lines: u64,
+    pub sha256: [u8; 32],
+}
+
+impl Digest {
+    pub fn of(bytes: &[u8]) -> Digest {
+        let mut d = Digester::default();
+        d.update(bytes);
+        d.finish()
+    }
+
+    pub fn hex(&self) -> String {
+        self.sha256.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// A [`Digest`] being computed, chunk by chunk.
+#[derive(Default)]
+pub struct Digester {
+    sha: sha2::Sha256,
+    size: u64,
+    newlines: u64,
+    last: Option<u8>,
+}
+
+impl Digester {
+    pub fn update(&mut self, chunk: &[u8]) {
+        use sha2::Digest as _;
+        self.sha.update(chunk);
+        self.size += chunk.len() as u64;
+        self.newlines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        if let Some(b) = chunk.last() {
+            self.last = Some(*b);
+        }
+    }
+
+    pub fn finish(self) -> Digest {
+        use sha2::Digest as _;
+        Digest {
+            size: self.size,
+            lines: self.newlines + u64::from(self.last.is_some_and(|b| b != b'\n')),
+            sha256: self.sha.finalize().into(),
+        }
+    }
+}
+
 /// Attributes a write or mkdir should set; `None` keeps what is there (or the
 /// default for a new path).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,8 +213,15 @@ pub trait Host: Send + Sync {
     }
     fn stat(&self, path: &Path) -> HostResult<Option<Meta>>;
     fn read(&self, path: &Path) -> HostResult<Vec<u8>>;
+    /// What identifies the regular file at `path`, read as a stream (on a
+    /// remote host, computed there): memory does not grow with the file.
+    fn digest(&self, path: &Path) -> HostResult<Digest>;
     fn list(&self, dir: &Path) -> HostResult<Vec<String>>;
     fn write(&self, path: &Path, content: &[u8], attrs: Attrs) -> HostResult<()>;
+    /// Copy the regular file `from` to `to` as [`Host::write`] writes
+    /// (atomic and durable; `attrs` as there), the bytes streaming on the
+    /// host itself: backups and restores of large files cost no memory.
+    fn copy(&self, from: &Path, to: &Path, attrs: Attrs) -> HostResult<()>;
     fn append(&self, path: &Path, content: &[u8]) -> HostResult<()>;
     /// Several appends, each durable before this returns (one round trip
     /// on a remote host).

@@ -10,7 +10,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use super::{Attrs, Cmd, FileKind, Host, HostError, HostLock, HostResult, Meta, Output};
+use super::{Attrs, Cmd, Digest, FileKind, Host, HostError, HostLock, HostResult, Meta, Output};
 
 #[derive(Clone, Debug)]
 enum Content {
@@ -233,6 +233,23 @@ impl Host for Overlay<'_> {
         }
     }
 
+    fn digest(&self, path: &Path) -> HostResult<Digest> {
+        match Self::lookup(&self.entries(), path) {
+            Some(Entry::Present {
+                content: Content::Bytes(b),
+                ..
+            }) => Ok(Digest::of(&b)),
+            Some(
+                Entry::Gone
+                | Entry::Present {
+                    content: Content::Unknown,
+                    ..
+                },
+            ) => self.read(path).map(|b| Digest::of(&b)),
+            Some(Entry::Present { .. }) | None => self.inner.digest(path),
+        }
+    }
+
     fn list(&self, dir: &Path) -> HostResult<Vec<String>> {
         let entry = Self::lookup(&self.entries(), dir);
         let mut names = match entry {
@@ -295,6 +312,11 @@ impl Host for Overlay<'_> {
 
     fn append(&self, path: &Path, _content: &[u8]) -> HostResult<()> {
         Err(unsupported("append to", path))
+    }
+
+    // Backups and restores only: a plan never copies.
+    fn copy(&self, _from: &Path, to: &Path, _attrs: Attrs) -> HostResult<()> {
+        Err(unsupported("copy to", to))
     }
 
     fn mkdir(&self, path: &Path, mode: u32) -> HostResult<()> {

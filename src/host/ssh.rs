@@ -37,7 +37,9 @@ use ssh2::{CheckResult, HostKeyType, KnownHostFileKind, Session};
 use super::shell::{command_line, quote, script_line, CHASE};
 use super::ssh_changes::{self, Queue, Step};
 use super::ssh_config::{HostKeyPolicy, Target};
-use super::{Attrs, Cmd, FileKind, Host, HostError, HostLock, HostResult, Meta, Output, Scratch};
+use super::{
+    Attrs, Cmd, Digest, FileKind, Host, HostError, HostLock, HostResult, Meta, Output, Scratch,
+};
 
 /// How a connection is made and used, beyond what [`Target`] says.
 #[derive(Clone, Debug, Default)]
@@ -1192,6 +1194,35 @@ impl Drop for SshScratch {
     }
 }
 
+/// Size, newlines, whether the last byte is one, and SHA-256 of a regular
+/// file: `wc`, `tail` and `sha256sum` each stream it.
+const DIGEST: &str = r#"need "$1"; nolink "$R"
+[ -f "$R" ] || { echo "$R: not a regular file" >&2; exit 1; }
+set -- $(wc -l -c < "$R") || exit 1
+last=$(tail -c 1 < "$R" | wc -l) || exit 1
+sum=$(sha256sum < "$R") || exit 1
+printf '%s %s %s %s\n' "$1" "$2" "$last" "${sum%% *}""#;
+
+fn parse_digest(text: &str) -> Option<Digest> {
+    let mut words = text.split_whitespace();
+    let newlines: u64 = words.next()?.parse().ok()?;
+    let size: u64 = words.next()?.parse().ok()?;
+    let last_is_newline = words.next()? == "1";
+    let hex = words.next()?;
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut sha256 = [0u8; 32];
+    for (i, b) in sha256.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(Digest {
+        size,
+        lines: newlines + u64::from(size > 0 && !last_is_newline),
+        sha256,
+    })
+}
+
 impl Host for SshHost {
     fn name(&self) -> String {
         self.name.clone()
@@ -1294,6 +1325,32 @@ impl Host for SshHost {
         }
     }
 
+    fn digest(&self, path: &Path) -> HostResult<Digest> {
+        // A small file comes with its observation (one exec for every
+        // declared path); a large one is digested on the host, its bytes
+        // never crossing the network.
+        if self
+            .stat(path)?
+            .is_some_and(|m| m.kind == FileKind::File && m.size <= INLINE_LIMIT)
+        {
+            return self.read(path).map(|b| Digest::of(&b));
+        }
+        self.settle()?;
+        let ps = Self::path_str("read", path)?;
+        let out = self
+            .conn
+            .on_paths(DIGEST, &[ps], &[])
+            .map_err(|e| HostError::new("read", path, e))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        parse_digest(&text).ok_or_else(|| {
+            HostError::new(
+                "read",
+                path,
+                io::Error::other(format!("unexpected digest output {:?}", text.trim())),
+            )
+        })
+    }
+
     fn list(&self, dir: &Path) -> HostResult<Vec<String>> {
         let cached = self.cache().get(dir);
         let seen = match cached {
@@ -1339,6 +1396,10 @@ impl Host for SshHost {
 
     fn write(&self, path: &Path, content: &[u8], attrs: Attrs) -> HostResult<()> {
         self.change(Step::write(path, content, attrs)?)
+    }
+
+    fn copy(&self, from: &Path, to: &Path, attrs: Attrs) -> HostResult<()> {
+        self.change(Step::copy(from, to, attrs)?)
     }
 
     fn append(&self, path: &Path, content: &[u8]) -> HostResult<()> {

@@ -63,10 +63,18 @@ take() {
   if [ "$q" -gt 0 ]; then dd iflag=fullblock bs=65536 count="$q" status=none || return 1; fi
   if [ "$r" -gt 0 ]; then dd iflag=fullblock bs="$r" count=1 status=none || return 1; fi
 }
-put() { if [ "$1" = - ]; then printf '%s' "$2"; else take "$1"; fi; }
+put() {
+  case $1 in
+    -) printf '%s' "$2" ;;
+    '<') cat -- "$src" ;;
+    *) take "$1" ;;
+  esac
+}
 bits() { case $1 in 0) r= ;; 2) r=w ;; 4) r=r ;; 6) r=rw ;; esac; }
 drop() { if [ -e "$1" ]; then rm -f -- "$1"; fi; return 1; }
 step_write() {
+  # A copy: its source, a regular file, streams on the host.
+  if [ "$5" = '<' ]; then want "$6" || return 1; plain "$R" || return 1; src=$R; fi
   want "$1" || return 1
   p=$R mode=$2 uid=$3 gid=$4
   d=${p%/*} b=${p##*/}
@@ -210,12 +218,26 @@ impl Step {
     }
 
     pub fn write(path: &Path, content: &[u8], attrs: Attrs) -> HostResult<Step> {
+        let (len, text, bytes) = content_words(content);
+        Self::write_of(path, (len, text, bytes), attrs)
+    }
+
+    /// A write whose content is the file `from` on the host.
+    pub fn copy(from: &Path, to: &Path, attrs: Attrs) -> HostResult<Step> {
+        let source = ("<".into(), path_word("read", from)?, Vec::new());
+        Self::write_of(to, source, attrs)
+    }
+
+    fn write_of(
+        path: &Path,
+        (len, text, bytes): (String, String, Vec<u8>),
+        attrs: Attrs,
+    ) -> HostResult<Step> {
         let opt = |v: Option<u32>, octal: bool| match v {
             Some(v) if octal => format!("{v:o}"),
             Some(v) => v.to_string(),
             None => "-".to_string(),
         };
-        let (len, text, bytes) = content_words(content);
         let words = vec![
             "write".into(),
             path_word("write", path)?,

@@ -17,7 +17,7 @@ use toml::de::DeValue;
 use toml::Spanned;
 
 use super::{read_regular_file, Build, Claim, Context, Kind, Part, Resource, TargetPath};
-use crate::change::{Delta, Op};
+use crate::change::{Delta, Op, Prior};
 use crate::error::Error;
 use crate::host::{Attrs, Host, OnHost};
 
@@ -353,7 +353,7 @@ impl Resource for Env {
         }
         Ok(Delta::ops(vec![Op::Write {
             path,
-            before,
+            before: before.map(|(b, m)| (Prior::Bytes(b), m)),
             content: wanted.into_bytes(),
             attrs: Attrs::default(),
         }]))

@@ -7,7 +7,7 @@ use toml::Spanned;
 
 use super::attributes::{attrs_to_change, resolve_owner, Account, Mode};
 use super::{Build, Claim, Context, Kind, Part, Resource, TargetPath};
-use crate::change::{Delta, Op};
+use crate::change::{Delta, Op, Prior};
 use crate::error::Error;
 use crate::host::{Attrs, FileKind, Host, OnHost};
 
@@ -195,10 +195,11 @@ impl Resource for File {
                 content: self.content.clone().unwrap_or_default(),
             }),
             (State::Present, Some(m)) if m.kind == FileKind::File => {
-                let current = host.read(&path).on(host)?;
+                // A large file is compared by digest, streamed.
+                let current = Prior::read(host, &path, &m).on(host)?;
                 let attrs = changed_attrs(&m)?;
                 let content = self.content.as_deref().unwrap_or_default();
-                if current != content {
+                if !current.holds(content) {
                     ops.push(Op::Write {
                         path,
                         before: Some((current, m)),

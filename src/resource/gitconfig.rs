@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Deserializer};
 
 use super::{Context, TargetPath};
-use crate::change::{Delta, Op};
+use crate::change::{Delta, Op, Prior};
 use crate::error::Error;
 use crate::host::{Attrs, Host};
 
@@ -280,7 +280,7 @@ pub fn plan_edit(
     }
     Ok(Delta::ops(vec![Op::Write {
         path,
-        before,
+        before: before.map(|(b, m)| (Prior::Bytes(b), m)),
         content,
         attrs: Attrs::default(),
     }]))

@@ -16,7 +16,7 @@ use toml::Spanned;
 use super::{
     outcome_text, read_regular_file, Build, Claim, Context, Kind, Part, Resource, TargetPath,
 };
-use crate::change::{Delta, Op};
+use crate::change::{Delta, Op, Prior};
 use crate::error::Error;
 use crate::host::{Attrs, Cmd, Host, OnHost};
 
@@ -161,7 +161,7 @@ impl Resource for GoModTidy {
         if mod_after != mod_before.0 {
             ops.push(Op::Write {
                 path: gomod,
-                before: Some(mod_before),
+                before: Some((Prior::Bytes(mod_before.0), mod_before.1)),
                 content: mod_after,
                 attrs: Attrs::default(),
             });
@@ -169,7 +169,7 @@ impl Resource for GoModTidy {
         match (sum_before, sum_after) {
             (Some(before), Some(after)) if before.0 != after => ops.push(Op::Write {
                 path: gosum,
-                before: Some(before),
+                before: Some((Prior::Bytes(before.0), before.1)),
                 content: after,
                 attrs: Attrs::default(),
             }),

@@ -21,7 +21,7 @@ use toml::Spanned;
 use super::{
     read_regular_file, yaml_edit, Build, Claim, Context, Kind, Part, Resource, TargetPath,
 };
-use crate::change::{Delta, Op};
+use crate::change::{Delta, Op, Prior};
 use crate::error::{Error, Location};
 use crate::host::{Attrs, Cmd, FileKind, Host, Meta, OnHost};
 
@@ -459,7 +459,7 @@ impl Resource for Netplan {
         let warnings = self.validate(host, &path, &text)?;
         let (before, attrs) = match before {
             None => (None, WANTED),
-            Some((bytes, meta)) => (Some((bytes, meta)), missing_attrs(&meta)),
+            Some((bytes, meta)) => (Some((Prior::Bytes(bytes), meta)), missing_attrs(&meta)),
         };
         Ok(Delta {
             ops: vec![Op::Write {

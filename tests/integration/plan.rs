@@ -374,5 +374,31 @@ fn a_large_file_is_summarised_not_diffed() -> TestResult {
         );
     }
     assert_eq!(sb.read("/srv/big"), "one\n");
+    // The backup was copied whole, not from what the plan held (a digest).
+    sb.fixer(&["rollback"]).assert().success();
+    assert!(
+        sb.read("/srv/big") == big,
+        "rollback restored the file exactly"
+    );
+
+    // Content equal to a large file is no change: compared by digest.
+    let same = sb.playbook("same.txt", &big);
+    let pb = sb.playbook(
+        "same.toml",
+        &format!(
+            "[playbook]\nname = \"s\"\n[[resource]]\ntype = \"file\"\npath = \"/srv/big\"\ntemplate = \"{}\"\n",
+            same.display()
+        ),
+    );
+    sb.fixer(&["plan", pb.to_str().ok_or("path")?])
+        .assert()
+        .success()
+        .stdout(contains("No changes"));
+    // One byte different, same size: a change.
+    sb.file("/srv/big", &big.replacen("1\n", "0\n", 1));
+    sb.fixer(&["plan", pb.to_str().ok_or("path")?])
+        .assert()
+        .success()
+        .stdout(contains("1 to change"));
     Ok(())
 }
