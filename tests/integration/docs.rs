@@ -118,3 +118,216 @@ fn the_guides_examples_are_what_fixer_prints() -> TestResult {
     );
     Ok(())
 }
+
+/// A `fixer` command shown in a doc: where, and its words.
+struct Shown {
+    file: String,
+    line: usize,
+    words: Vec<String>,
+}
+
+/// Every `fixer ...` command in the code blocks and inline code of
+/// README.md and docs/*.md, without shell around it (`# comment`, `|`,
+/// `>`, `2>&1`).
+fn shown_commands(repo: &Path) -> Result<Vec<Shown>, Box<dyn std::error::Error>> {
+    let mut files = vec![repo.join("README.md")];
+    for entry in std::fs::read_dir(repo.join("docs"))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "md") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    let mut out = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path)?;
+        let file = path
+            .strip_prefix(repo)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        let mut fenced = false;
+        for (i, line) in text.lines().enumerate() {
+            let t = line.trim();
+            if t.starts_with("```") {
+                fenced = !fenced;
+                continue;
+            }
+            let mut candidates = Vec::new();
+            if fenced {
+                candidates.push(t.strip_prefix("$ ").unwrap_or(t).to_string());
+            } else {
+                // Inline code: every other backtick-delimited span.
+                candidates.extend(t.split('`').skip(1).step_by(2).map(str::to_string));
+            }
+            for c in candidates {
+                // What the shell takes before fixer sees it.
+                let c = c.split(" # ").next().unwrap_or("");
+                let c = c.split(['|', '>']).next().unwrap_or("");
+                let c = c.trim();
+                let c = c.strip_suffix(" 2").unwrap_or(c);
+                let Some(rest) = c.strip_prefix("fixer ") else {
+                    continue;
+                };
+                out.push(Shown {
+                    file: file.clone(),
+                    line: i + 1,
+                    words: rest.split_whitespace().map(str::to_string).collect(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every command the docs show is one fixer has: its subcommand exists
+/// and each option it uses is one `fixer SUBCOMMAND --help` lists. (The
+/// examples marked in the guide are also run, their output compared, by
+/// the test above, and the README's first playbook by the one below; the
+/// rest need what a test cannot give them: a fleet, a company's git
+/// server, this machine's own /var/lib/fixer.)
+#[test]
+fn every_command_in_the_docs_is_one_fixer_has() -> TestResult {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shown = shown_commands(repo)?;
+    assert!(shown.len() > 50, "only {} commands found", shown.len());
+    let help = |sub: &[&str]| -> Result<String, Box<dyn std::error::Error>> {
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("fixer"))
+            .args(sub)
+            .arg("--help")
+            .output()?;
+        Ok(if out.status.success() {
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        } else {
+            String::new()
+        })
+    };
+    let top = help(&[])?;
+    let subcommands: Vec<String> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    assert!(subcommands.iter().any(|s| s == "plan"), "{top}");
+    let mut helps = std::collections::HashMap::new();
+    let mut wrong = Vec::new();
+    for s in &shown {
+        let at = format!("{}:{}: `fixer {}`", s.file, s.line, s.words.join(" "));
+        let sub = match s.words.first() {
+            Some(w) if w.starts_with('-') => String::new(),
+            Some(w) if subcommands.contains(w) => w.clone(),
+            Some(w) => {
+                wrong.push(format!("{at}: no subcommand `{w}`"));
+                continue;
+            }
+            None => String::new(),
+        };
+        let text = match helps.get(&sub) {
+            Some(t) => t,
+            None => {
+                let t = if sub.is_empty() {
+                    top.clone()
+                } else {
+                    help(&[&sub])?
+                };
+                helps.entry(sub.clone()).or_insert(t)
+            }
+        };
+        for w in &s.words {
+            let Some(flag) = w
+                .strip_prefix('-')
+                .map(|_| w.split('=').next().unwrap_or(w))
+            else {
+                continue;
+            };
+            let listed = text
+                .split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == ']' || c == '<')
+                .any(|t| t == flag || t.strip_suffix("...") == Some(flag));
+            if !listed {
+                wrong.push(format!("{at}: `fixer {sub} --help` lists no `{flag}`"));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "the docs show commands fixer does not have:\n{}",
+        wrong.join("\n")
+    );
+    Ok(())
+}
+
+/// The README's first playbook, run as the README shows it: its TOML block
+/// is the playbook, its commands run in order with `/tmp/img` a fresh
+/// folder, and each does what its comment says.
+#[test]
+fn the_readmes_first_playbook_does_what_it_says() -> TestResult {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(repo.join("README.md"))?;
+    let section = readme
+        .split("## A first playbook")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .ok_or("no first playbook in the README")?;
+    let block = |lang: &str| -> Result<&str, String> {
+        section
+            .split(&format!("```{lang}\n"))
+            .nth(1)
+            .and_then(|s| s.split("```").next())
+            .ok_or(format!("no {lang} block"))
+    };
+    let work = tempfile::tempdir()?;
+    std::fs::write(work.path().join("motd.toml"), block("toml")?)?;
+    let img = work.path().join("img");
+    std::fs::create_dir(&img)?;
+    let motd = img.join("etc/motd");
+    let mut ran = Vec::new();
+    for line in block("sh")?.lines() {
+        let command = line.split(" # ").next().unwrap_or("").trim();
+        let img_s = img.display().to_string();
+        let words: Vec<String> = command
+            .split_whitespace()
+            .skip(1)
+            .map(|w| w.replace("/tmp/img", &img_s))
+            .collect();
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("fixer"))
+            .args(&words)
+            .current_dir(work.path())
+            .env("NO_COLOR", "1")
+            .output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let said = format!(
+            "{command}:\n{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{said}");
+        let sub = words.first().map(String::as_str).unwrap_or("");
+        match sub {
+            "validate" => assert!(!motd.exists(), "{said}"),
+            "plan" => {
+                assert!(
+                    stdout.contains("+This host is managed by platform."),
+                    "{said}"
+                );
+                assert!(!motd.exists(), "plan changed the image: {said}");
+            }
+            "apply" => assert_eq!(
+                std::fs::read_to_string(&motd)?,
+                "This host is managed by platform.\n",
+                "{said}"
+            ),
+            "history" => assert!(
+                stdout.contains("motd") && stdout.contains("applied"),
+                "{said}"
+            ),
+            "rollback" => assert!(!motd.exists(), "{said}"),
+            other => panic!(
+                "the README's first playbook shows `fixer {other}`, which this test does not know"
+            ),
+        }
+        ran.push(sub.to_string());
+    }
+    assert_eq!(ran, ["validate", "plan", "apply", "history", "rollback"]);
+    Ok(())
+}
