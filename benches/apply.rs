@@ -54,11 +54,6 @@ struct Row {
     floor: Option<Duration>,
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn measure(fixer: &Path, n: usize, repeats: usize) -> Result<Vec<Row>> {
     let work = tempfile::tempdir()?;
     let pb = files::fixer_playbook(work.path(), &format!("bench-{n}.toml"), n)?;
@@ -96,7 +91,7 @@ fn measure(fixer: &Path, n: usize, repeats: usize) -> Result<Vec<Row>> {
         std::fs::remove_dir_all(&root)?;
         std::fs::remove_dir_all(&floor_root)?;
     }
-    let floor_median = median(floors);
+    let floor_median = common::middle(floors);
     let mut rows = vec![Row {
         n,
         op: "floor: write+fsync+rename loop",
@@ -108,7 +103,7 @@ fn measure(fixer: &Path, n: usize, repeats: usize) -> Result<Vec<Row>> {
         rows.push(Row {
             n,
             op: name,
-            median: median(times[k].clone()),
+            median: common::middle(times[k].clone()),
             rss_kib: Some(rss[k]),
             floor: (*name == "apply (first)").then_some(floor_median),
         });

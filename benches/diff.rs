@@ -11,7 +11,6 @@
 //! docs/benchmarks-diff.md (and reassembles docs/benchmarks.md).
 
 use std::path::Path;
-use std::time::Duration;
 
 mod common;
 use common::Result;
@@ -67,11 +66,6 @@ fn playbook(dir: &Path, name: &str, content: &Path) -> Result<String> {
     Ok(p.display().to_string())
 }
 
-fn median(mut v: Vec<(Duration, u64)>) -> (Duration, u64) {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn main() -> Result<()> {
     if common::is_child() {
         return common::child_main();
@@ -110,8 +104,8 @@ fn main() -> Result<()> {
                 }
             }
         }
-        let (c, c_kib) = median(changed);
-        let (u, u_kib) = median(unchanged);
+        let (c, c_kib) = common::middle(changed);
+        let (u, u_kib) = common::middle(unchanged);
         let shown = if content.len() > fixer::diff::SHOWN_LIMIT {
             "summary"
         } else {

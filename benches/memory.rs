@@ -63,10 +63,7 @@ fn measure(fixer: &Path, bytes: usize, repeats: usize) -> Result<Row> {
             return Err(format!("rollback left {back} bytes, not {bytes}").into());
         }
     }
-    Ok(runs.map(|mut v| {
-        v.sort();
-        v[v.len() / 2]
-    }))
+    Ok(runs.map(common::middle))
 }
 
 fn main() -> Result<()> {

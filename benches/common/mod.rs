@@ -261,6 +261,13 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// The middle of runs that sort (times, or (time, RSS) pairs): the upper
+/// one of an even count.
+pub fn middle<T: Ord + Copy>(mut v: Vec<T>) -> T {
+    v.sort();
+    v[v.len() / 2]
+}
+
 /// The bench pages, in the order docs/benchmarks.md shows them, with the
 /// command that writes each.
 const PAGES: &[(&str, &str)] = &[
