@@ -94,7 +94,9 @@ type Events<'a> = std::vec::IntoIter<(Event<'a>, usize, usize)>;
 
 fn build(text: &str, events: &mut Events<'_>, first: (Event<'_>, usize, usize)) -> Option<Node> {
     let (event, start, end) = first;
-    let flow = |open: char| text[start..].starts_with(open);
+    // A flow collection's start event spans its bracket; a block one's is
+    // empty (and may sit on a flow item's bracket: `- []`).
+    let flow = |open: char| end > start && text[start..].starts_with(open);
     let node = match event {
         Event::Scalar(_, style, _, _) => {
             let block = matches!(style, ScalarStyle::Literal | ScalarStyle::Folded);
@@ -365,14 +367,14 @@ impl Editor<'_> {
         let mut out = String::with_capacity(self.text.len());
         let mut at = 0;
         for (start, end, with) in &self.edits {
-            if *start < at {
+            if *start < at || end < start {
                 return None;
             }
-            out.push_str(&self.text[at..*start]);
+            out.push_str(self.text.get(at..*start)?);
             out.push_str(with);
             at = *end;
         }
-        out.push_str(&self.text[at..]);
+        out.push_str(self.text.get(at..)?);
         Some(out)
     }
 }
@@ -612,6 +614,105 @@ network:
             out,
             format!("{file}            nameservers:\n                addresses:\n                - 1.1.1.1\n")
         );
+    }
+
+    use proptest::prelude::*;
+
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            any::<bool>().prop_map(Value::Bool),
+            (0i64..1000).prop_map(Value::from),
+            "[a-z0-9./:, -]{0,8}".prop_map(Value::from),
+        ]
+    }
+
+    /// A `network:` document: mappings, lists and scalars a few levels deep.
+    fn document() -> impl Strategy<Value = Value> {
+        let mapping = |inner| {
+            proptest::collection::btree_map("[a-z]{1,5}", inner, 1..4).prop_map(|m| {
+                Value::Mapping(m.into_iter().map(|(k, v)| (Value::from(k), v)).collect())
+            })
+        };
+        let tree = scalar().prop_recursive(3, 24, 4, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Sequence),
+                mapping(inner),
+            ]
+        });
+        mapping(tree.boxed()).prop_map(|t| {
+            let mut top = Mapping::new();
+            top.insert("network".into(), t);
+            Value::Mapping(top)
+        })
+    }
+
+    /// The paths of `v`'s scalars: keys, and indices of list items.
+    fn leaves(v: &Value, path: &mut Vec<Value>, out: &mut Vec<Vec<Value>>) {
+        let children: Vec<(Value, &Value)> = match v {
+            Value::Mapping(m) => m.iter().map(|(k, c)| (k.clone(), c)).collect(),
+            Value::Sequence(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (Value::from(i), c))
+                .collect(),
+            _ => return,
+        };
+        for (k, child) in children {
+            path.push(k);
+            if child.is_mapping() || child.is_sequence() {
+                leaves(child, path, out);
+            } else {
+                out.push(path.clone());
+            }
+            path.pop();
+        }
+    }
+
+    proptest! {
+        /// Whatever the two documents, nothing panics, and an edit that is
+        /// made parses to the wanted data (the verification's promise).
+        #[test]
+        fn an_edit_always_holds_the_wanted_data(have in document(), want in document()) {
+            let text = format!("# kept\n{}", serde_yaml_ng::to_string(&have).expect("render"));
+            if let Some(out) = edit(&text, &want) {
+                prop_assert_eq!(yaml(&out), want);
+            }
+        }
+
+        /// One value changed in a block document: one line changes, the
+        /// comment and every other line stay.
+        #[test]
+        fn one_changed_value_changes_one_line(have in document(), pick in any::<usize>(), new in scalar()) {
+            let mut paths = Vec::new();
+            leaves(&have, &mut Vec::new(), &mut paths);
+            prop_assume!(!paths.is_empty());
+            let path = &paths[pick % paths.len()];
+            let mut want = have.clone();
+            let mut at = &mut want;
+            for k in path {
+                at = match (at.is_sequence(), k.as_u64()) {
+                    (true, Some(i)) => at.get_mut(i as usize),
+                    _ => at.get_mut(k),
+                }
+                .expect("a path of the document");
+            }
+            prop_assume!(*at != new && !at.is_mapping());
+            *at = new;
+            let text = format!("# kept\n{}", serde_yaml_ng::to_string(&have).expect("render"));
+            let out = edit(&text, &want).expect("a scalar edit is always made");
+            prop_assert_eq!(yaml(&out), want);
+            let (a, b): (Vec<&str>, Vec<&str>) = (text.lines().collect(), out.lines().collect());
+            prop_assert_eq!(a.len(), b.len(), "{} -> {}", text, out);
+            prop_assert_eq!(a.iter().zip(&b).filter(|(x, y)| x != y).count(), 1, "{} -> {}", text, out);
+        }
+    }
+
+    #[test]
+    fn a_block_list_of_flow_lists_is_a_block_list() {
+        // Its start event sits on the first item's bracket (found by the
+        // property test: it was taken for a flow list, and sliced past the end).
+        let out = edit("# kept\nnetwork:\n- []\n", &yaml("network: false")).expect("edited");
+        assert_eq!(out, "# kept\nnetwork: false\n");
     }
 
     #[test]
