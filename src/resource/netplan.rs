@@ -231,7 +231,7 @@ impl Origins {
             .filter(|(p, _, whole)| p == path || (*whole && path.starts_with(p)))
             .max_by_key(|(p, _, _)| p.len());
         if let Some((_, at, _)) = key {
-            return Some((at.clone(), "the value set here".into()));
+            return Some((at.clone(), "the setting here".into()));
         }
         if let Some((name, _, at)) = scalar.and_then(|s| self.vars.iter().find(|(_, v, _)| v == s))
         {

@@ -159,12 +159,12 @@ fn invalid_files_are_refused_before_anything_is_written() -> TestResult {
         (
             "version = 2\n[resource.network.ethernets.eth0]\nadresses = [\"10.0.0.5/24\"]\n",
             "unknown key 'adresses'",
-            "n.toml:9:1: field `resource[0].network.ethernets.eth0.adresses`: netplan rejects the value set here",
+            "n.toml:9:1: field `resource[0].network.ethernets.eth0.adresses`: netplan rejects the setting here",
         ),
         (
             "version = 2\n[resource.network.ethernets.eth0]\ndhcp4 = \"maybe\"\n",
             "invalid boolean value 'maybe'",
-            "n.toml:9:1: field `resource[0].network.ethernets.eth0.dhcp4`: netplan rejects the value set here",
+            "n.toml:9:1: field `resource[0].network.ethernets.eth0.dhcp4`: netplan rejects the setting here",
         ),
         (
             "version = 2\n[resource.network.ethernets.eth0]\ndhcp4 = true\naddresses = [\"10.0.0.5/24\", \"10.0.0.1/33\"]\n",
