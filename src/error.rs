@@ -274,19 +274,16 @@ impl Error {
     fn fill(&self, d: &mut Details) {
         let host = |h: &str| Some(h.to_string());
         d.kind = match self {
-            Error::Input { at, .. } => {
+            Error::Input { at, .. } | Error::Rejected { at, .. } => {
                 d.file = Some(at.file.clone());
                 d.line = Some(at.line);
                 d.column = Some(at.column);
                 d.field = at.field.clone();
-                "input"
-            }
-            Error::Rejected { at, .. } => {
-                d.file = Some(at.file.clone());
-                d.line = Some(at.line);
-                d.column = Some(at.column);
-                d.field = at.field.clone();
-                "rejected"
+                if matches!(self, Error::Input { .. }) {
+                    "input"
+                } else {
+                    "rejected"
+                }
             }
             Error::Read { path, .. } => {
                 d.file = Some(path.clone());

@@ -733,6 +733,19 @@ network:
         }
     }
 
+    /// The value at `path` (keys, and indices in lists) of `doc`.
+    fn at_path<'v>(doc: &'v mut Value, path: &[Value]) -> &'v mut Value {
+        let mut at = doc;
+        for k in path {
+            at = match (at.is_sequence(), k.as_u64()) {
+                (true, Some(i)) => at.get_mut(i as usize),
+                _ => at.get_mut(k),
+            }
+            .expect("a path of the document");
+        }
+        at
+    }
+
     proptest! {
         /// A hand-written file (flow and block, trailing comments) with one
         /// value changed: the edit is made, and every comment stays.
@@ -745,14 +758,7 @@ network:
             leaves(&have, &mut Vec::new(), &mut paths);
             prop_assume!(!paths.is_empty());
             let mut want = have.clone();
-            let mut at = &mut want;
-            for k in &paths[pick % paths.len()] {
-                at = match (at.is_sequence(), k.as_u64()) {
-                    (true, Some(i)) => at.get_mut(i as usize),
-                    _ => at.get_mut(k),
-                }
-                .expect("a path of the document");
-            }
+            let at = at_path(&mut want, &paths[pick % paths.len()]);
             prop_assume!(*at != new);
             *at = new;
             let out = edit(&text, &want).expect("a scalar edit is always made");
@@ -780,14 +786,7 @@ network:
             prop_assume!(!paths.is_empty());
             let path = &paths[pick % paths.len()];
             let mut want = have.clone();
-            let mut at = &mut want;
-            for k in path {
-                at = match (at.is_sequence(), k.as_u64()) {
-                    (true, Some(i)) => at.get_mut(i as usize),
-                    _ => at.get_mut(k),
-                }
-                .expect("a path of the document");
-            }
+            let at = at_path(&mut want, path);
             prop_assume!(*at != new && !at.is_mapping());
             *at = new;
             let text = format!("# kept\n{}", serde_yaml_ng::to_string(&have).expect("render"));
