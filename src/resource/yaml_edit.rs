@@ -25,6 +25,8 @@ struct Node {
 enum Shape {
     Scalar {
         block: bool,
+        /// The scalar as parsed (quotes and escapes undone).
+        value: String,
     },
     Seq {
         flow: bool,
@@ -49,15 +51,25 @@ pub(crate) fn edit(text: &str, want: &Value) -> Option<String> {
         return Some(text.to_string());
     }
     let root = tree(text)?;
-    let mut editor = Editor {
-        text,
-        step: step(text, &root),
-        edits: Vec::new(),
+    // New lines follow the file's indentation; should that not verify,
+    // serde's own (2), which is valid at any column.
+    let file_step = step(text, &root);
+    let steps = if file_step == 2 {
+        vec![2]
+    } else {
+        vec![file_step, 2]
     };
-    editor.node(&root, &have, want).ok()?;
-    let out = editor.finish()?;
-    let got: Value = serde_yaml_ng::from_str(&out).ok()?;
-    (&got == want).then_some(out)
+    steps.into_iter().find_map(|step| {
+        let mut editor = Editor {
+            text,
+            step,
+            edits: Vec::new(),
+        };
+        editor.node(&root, &have, want).ok()?;
+        let out = editor.finish()?;
+        let got: Value = serde_yaml_ng::from_str(&out).ok()?;
+        (&got == want).then_some(out)
+    })
 }
 
 /// The tree of the single document in `text`.
@@ -98,7 +110,7 @@ fn build(text: &str, events: &mut Events<'_>, first: (Event<'_>, usize, usize)) 
     // empty (and may sit on a flow item's bracket: `- []`).
     let flow = |open: char| end > start && text[start..].starts_with(open);
     let node = match event {
-        Event::Scalar(_, style, _, _) => {
+        Event::Scalar(value, style, _, _) => {
             let block = matches!(style, ScalarStyle::Literal | ScalarStyle::Folded);
             // A block scalar's span runs on to the next token; its content
             // ends at its last non-blank line.
@@ -114,7 +126,10 @@ fn build(text: &str, events: &mut Events<'_>, first: (Event<'_>, usize, usize)) 
             Node {
                 start,
                 end,
-                shape: Shape::Scalar { block },
+                shape: Shape::Scalar {
+                    block,
+                    value: value.into_owned(),
+                },
             }
         }
         Event::Alias(_) => Node {
@@ -201,6 +216,12 @@ pub(crate) fn path_at(
         .take(line.checked_sub(1)?)
         .map(str::len)
         .sum::<usize>();
+    // netplan does not count a byte order mark as a column.
+    let start = if line == 1 && text.starts_with('\u{feff}') {
+        3
+    } else {
+        start
+    };
     let rest = text.get(start..)?;
     let at = start
         + rest
@@ -213,7 +234,10 @@ pub(crate) fn path_at(
     loop {
         let next = match &node.shape {
             Shape::Map { entries, .. } => entries.iter().find_map(|(k, v)| {
-                let name = text[k.start..k.end].trim_matches(['"', '\'']).to_string();
+                let name = match &k.shape {
+                    Shape::Scalar { value, .. } => value.clone(),
+                    _ => text[k.start..k.end].to_string(),
+                };
                 if (k.start..=k.end).contains(&at) {
                     Some((name, k))
                 } else {
@@ -235,11 +259,10 @@ pub(crate) fn path_at(
             _ => break,
         }
     }
-    let scalar = matches!(node.shape, Shape::Scalar { block: false }).then(|| {
-        text[node.start..node.end]
-            .trim_matches(['"', '\''])
-            .to_string()
-    });
+    let scalar = match &node.shape {
+        Shape::Scalar { value, .. } => Some(value.clone()),
+        _ => None,
+    };
     Some((path, scalar))
 }
 
@@ -282,7 +305,7 @@ impl Editor<'_> {
             return Ok(());
         }
         let inline = match &node.shape {
-            Shape::Scalar { block } => !block,
+            Shape::Scalar { block, .. } => !block,
             Shape::Seq { flow, .. } | Shape::Map { flow, .. } => *flow,
             Shape::Alias => false,
         };
@@ -415,17 +438,44 @@ fn line_end(text: &str, at: usize) -> usize {
     text[at..].find('\n').map_or(text.len(), |i| at + i + 1)
 }
 
-/// `text` (serde_yaml_ng's, indented by 2) with each line prefixed with
-/// `width` spaces and its own indentation in steps of `step`; ends with a
-/// newline.
+/// `text` (serde_yaml_ng's, indented by 2) at column `width`, a mapping
+/// under its key indented by `step` more, the lines of a list item aligned
+/// after its dash (`- to: x` / `  via: y`) as serde wrote them; ends with
+/// a newline.
 fn indented(text: &str, width: usize, step: usize) -> String {
+    // (serde's column, ours) of the lines that may have children or
+    // siblings still to come, innermost last.
+    let mut open: Vec<(usize, usize)> = Vec::new();
     let mut out = String::new();
     for line in text.lines() {
         let body = line.trim_start_matches(' ');
-        if !body.is_empty() {
-            let own = (line.len() - body.len()) / 2 * step;
-            out.push_str(&" ".repeat(width + own));
+        if body.is_empty() {
+            out.push('\n');
+            continue;
         }
+        let col = line.len() - body.len();
+        while open.last().is_some_and(|(c, _)| *c > col) {
+            open.pop();
+        }
+        let ours = match open.last() {
+            Some((c, o)) if *c == col => {
+                let o = *o;
+                open.pop();
+                o
+            }
+            Some((_, o)) => o + step,
+            None => width,
+        };
+        open.push((col, ours));
+        // Each dash (`- - a: 1`) opens the column after it.
+        let mut rest = body;
+        let mut after = 0;
+        while let Some(r) = rest.strip_prefix("- ") {
+            after += 2;
+            open.push((col + after, ours + after));
+            rest = r;
+        }
+        out.push_str(&" ".repeat(ours));
         out.push_str(body);
         out.push('\n');
     }
@@ -622,6 +672,13 @@ network:
             at(12, 13).expect("found").0,
             ["network", "ethernets", "enp0s3", "routes", "0", "via"]
         );
+        // Quoted names are named as parsed; a BOM is no column.
+        let quoted = "'net''s':\n  \"b\\u0079\": 'x'\n";
+        assert_eq!(
+            path_at(quoted, 2, 14).expect("found"),
+            (vec!["net's".into(), "by".into()], Some("x".into()))
+        );
+        assert_eq!(path_at("\u{feff}a: 1\n", 1, 4).expect("found").0, ["a"]);
         // A list not indented under its key, pointed at by its first dash.
         let flat = "a:\n  b:\n  - x\n  - y\n  c: 1\n";
         assert_eq!(path_at(flat, 3, 3).expect("found").0, ["a", "b"]);
@@ -697,8 +754,8 @@ network:
 
     /// `v` (a mapping) as a person might write it: each collection in flow
     /// or block style and each block entry with or without a trailing
-    /// comment, as the bits of `style` say, lists indented under their key.
-    fn hand_written(v: &Value, indent: usize, style: &mut u64, out: &mut String) {
+    /// comment, as the bits of `style` say, each level `step` deeper.
+    fn hand_written(v: &Value, indent: usize, step: usize, style: &mut u64, out: &mut String) {
         fn bit(style: &mut u64) -> bool {
             *style = style.rotate_left(1) ^ 0x9e37_79b9;
             *style & 1 == 1
@@ -717,11 +774,11 @@ network:
             match child {
                 Value::Mapping(m) if !m.is_empty() && !bit(style) => {
                     out.push_str(&format!("{pad}{lead}\n"));
-                    hand_written(child, indent + 2, style, out);
+                    hand_written(child, indent + step, step, style, out);
                 }
                 Value::Sequence(items) if !items.is_empty() && !bit(style) => {
                     out.push_str(&format!("{pad}{lead}\n"));
-                    hand_written(child, indent + 2, style, out);
+                    hand_written(child, indent + step, step, style, out);
                 }
                 _ => {
                     let flow = !child.is_mapping() && !child.is_sequence();
@@ -750,9 +807,9 @@ network:
         /// A hand-written file (flow and block, trailing comments) with one
         /// value changed: the edit is made, and every comment stays.
         #[test]
-        fn a_hand_written_file_keeps_its_comments(have in document(), style in any::<u64>(), pick in any::<usize>(), new in scalar()) {
+        fn a_hand_written_file_keeps_its_comments(have in document(), style in any::<u64>(), step in 2usize..5, pick in any::<usize>(), new in scalar()) {
             let mut text = String::from("# kept\n");
-            hand_written(&have, 0, &mut style.clone(), &mut text);
+            hand_written(&have, 0, step, &mut style.clone(), &mut text);
             prop_assume!(yaml(&text) == have);
             let mut paths = Vec::new();
             leaves(&have, &mut Vec::new(), &mut paths);
@@ -765,6 +822,36 @@ network:
             prop_assert_eq!(yaml(&out), want);
             prop_assert_eq!(out.matches("# note").count(), text.matches("# note").count(), "{} -> {}", text, out);
             prop_assert!(out.starts_with("# kept\n"));
+        }
+
+        /// A key added anywhere in a hand-written file, whatever it holds
+        /// and however deep the file indents: the edit is made, and every
+        /// comment stays.
+        #[test]
+        fn a_new_key_keeps_the_files_comments(have in document(), style in any::<u64>(), step in 2usize..5, pick in any::<usize>(), added in document()) {
+            let mut text = String::from("# kept\n");
+            hand_written(&have, 0, step, &mut style.clone(), &mut text);
+            prop_assume!(yaml(&text) == have);
+            // Every mapping of the document, by path.
+            fn mappings(v: &Value, path: &mut Vec<Value>, out: &mut Vec<Vec<Value>>) {
+                if let Value::Mapping(m) = v {
+                    out.push(path.clone());
+                    for (k, c) in m {
+                        path.push(k.clone());
+                        mappings(c, path, out);
+                        path.pop();
+                    }
+                }
+            }
+            let mut paths = Vec::new();
+            mappings(&have, &mut Vec::new(), &mut paths);
+            let mut want = have.clone();
+            let at = at_path(&mut want, &paths[pick % paths.len()]);
+            let value = added["network"].clone();
+            at.as_mapping_mut().expect("a mapping").insert("zzadded".into(), value);
+            let out = edit(&text, &want).expect("an addition is always made");
+            prop_assert_eq!(yaml(&out), want);
+            prop_assert_eq!(out.matches("# note").count(), text.matches("# note").count(), "{} -> {}", text, out);
         }
 
         /// Whatever the two documents, nothing panics, and an edit that is
@@ -819,6 +906,19 @@ network:
         // property test: it was taken for a flow list, and sliced past the end).
         let out = edit("# kept\nnetwork:\n- []\n", &yaml("network: false")).expect("edited");
         assert_eq!(out, "# kept\nnetwork: false\n");
+    }
+
+    #[test]
+    fn a_list_of_mappings_added_to_a_file_indented_by_four() {
+        let file = "# kept\nnetwork:\n    ethernets:\n        eth0:\n            dhcp4: true\n";
+        let want = yaml(
+            "network: {ethernets: {eth0: {dhcp4: true, routes: [{to: default, via: 10.0.0.1}]}}}",
+        );
+        let out = edit(file, &want).expect("edited");
+        assert_eq!(
+            out,
+            format!("{file}            routes:\n            - to: default\n              via: 10.0.0.1\n")
+        );
     }
 
     #[test]
