@@ -614,10 +614,9 @@ fn copy_tree(host: &dyn Host, from: &Path, to: &Path) -> Result<(), Error> {
             host.chmod(to, meta.mode).on(host)?;
         }
         FileKind::File => {
-            let bytes = host.read(from).on(host)?;
-            host.write(
+            host.copy(
+                from,
                 to,
-                &bytes,
                 Attrs {
                     mode: Some(meta.mode),
                     uid: Some(meta.uid),

@@ -114,6 +114,42 @@ pub fn run(host: &dyn Host, scratch: &Path) -> Result<(), String> {
         )?;
         io(host.remove(&copy), "remove copy")?;
     }
+    // Of a directory too: only a regular file is a stream that ends.
+    io(host.mkdir(&p("dir"), 0o755), "mkdir")?;
+    check(
+        host.copy(&p("dir"), &p("nothing"), Attrs::default())
+            .is_err()
+            && host.digest(&p("dir")).is_err()
+            && io(host.stat(&p("nothing")), "stat nothing")?.is_none(),
+        "copy and digest of a directory fail, making nothing",
+    )?;
+    io(host.remove(&p("dir")), "remove dir")?;
+    // A FIFO nobody writes to: refused at once, not waited on forever.
+    let fifo = p("fifo");
+    let made = io(
+        host.run(&Cmd {
+            // A command sees the real filesystem: under --root, the
+            // target path is below $FIXER_ROOT.
+            argv: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                r#"mkfifo -- "${FIXER_ROOT:-}$1""#.into(),
+                "sh".into(),
+                fifo.display().to_string(),
+            ],
+            timeout_secs: Some(30),
+            ..Cmd::default()
+        }),
+        "mkfifo",
+    )?;
+    check(made.success(), "mkfifo runs")?;
+    check(
+        host.digest(&fifo).is_err()
+            && host.copy(&fifo, &p("nothing"), Attrs::default()).is_err()
+            && io(host.stat(&p("nothing")), "stat nothing")?.is_none(),
+        "copy and digest of a FIFO fail at once, making nothing",
+    )?;
+    io(host.remove(&fifo), "remove fifo")?;
     check(
         host.copy(&p("missing"), &p("nothing"), Attrs::default())
             .is_err()

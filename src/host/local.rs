@@ -295,6 +295,28 @@ impl LocalHost {
         Ok(File::from(fd))
     }
 
+    /// The regular file at `path`, for the streams of `digest` and `copy`:
+    /// a FIFO or device would block or never end (opened without waiting,
+    /// which changes nothing for a regular file).
+    fn open_regular(&self, path: &Path) -> io::Result<File> {
+        let (dir, name) = self.parent_of(path)?;
+        let fd = openat(
+            &dir,
+            name.as_os_str(),
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+            Mode::empty(),
+        )
+        .map_err(no_follow)?;
+        let file = File::from(fd);
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        Ok(file)
+    }
+
     /// [`Host::write`] of what `content` yields, streamed.
     fn write_from(&self, path: &Path, content: &mut dyn io::Read, attrs: Attrs) -> HostResult<()> {
         let err = |e| HostError::new("write", path, e);
@@ -451,7 +473,7 @@ impl Host for LocalHost {
 
     fn digest(&self, path: &Path) -> HostResult<Digest> {
         let err = |e| HostError::new("read", path, e);
-        let mut file = self.open(path).map_err(err)?;
+        let mut file = self.open_regular(path).map_err(err)?;
         let mut d = Digester::default();
         let mut chunk = vec![0u8; 1 << 16];
         loop {
@@ -493,7 +515,7 @@ impl Host for LocalHost {
 
     fn copy(&self, from: &Path, to: &Path, attrs: Attrs) -> HostResult<()> {
         let mut source = self
-            .open(from)
+            .open_regular(from)
             .map_err(|e| HostError::new("read", from, e))?;
         self.write_from(to, &mut source, attrs)
     }

@@ -1195,11 +1195,14 @@ impl Drop for SshScratch {
 }
 
 /// Size, newlines, whether the last byte is one, and SHA-256 of a regular
-/// file: `wc`, `tail` and `sha256sum` each stream it.
+/// file: `wc`, `tail` and `sha256sum` each stream it (a failed `wc` or
+/// `tail` leaves a field empty, which `parse_digest` refuses). Three reads,
+/// not one: a file being written meanwhile may mix versions, as any read
+/// of a changing file does.
 const DIGEST: &str = r#"need "$1"; nolink "$R"
 [ -f "$R" ] || { echo "$R: not a regular file" >&2; exit 1; }
-set -- $(wc -l -c < "$R") || exit 1
-last=$(tail -c 1 < "$R" | wc -l) || exit 1
+set -- $(wc -l -c < "$R")
+last=$(tail -c 1 < "$R" | wc -l)
 sum=$(sha256sum < "$R") || exit 1
 printf '%s %s %s %s\n' "$1" "$2" "$last" "${sum%% *}""#;
 

@@ -74,7 +74,11 @@ bits() { case $1 in 0) r= ;; 2) r=w ;; 4) r=r ;; 6) r=rw ;; esac; }
 drop() { if [ -e "$1" ]; then rm -f -- "$1"; fi; return 1; }
 step_write() {
   # A copy: its source, a regular file, streams on the host.
-  if [ "$5" = '<' ]; then want "$6" || return 1; plain "$R" || return 1; src=$R; fi
+  if [ "$5" = '<' ]; then
+    want "$6" || return 1; plain "$R" || return 1
+    [ -f "$R" ] || { echo "$R: not a regular file" >&2; return 1; }
+    src=$R
+  fi
   want "$1" || return 1
   p=$R mode=$2 uid=$3 gid=$4
   d=${p%/*} b=${p##*/}
