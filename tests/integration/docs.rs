@@ -166,6 +166,7 @@ fn shown_commands(repo: &Path) -> Result<Vec<Shown>, Box<dyn std::error::Error>>
                 let c = c.split(['|', '>']).next().unwrap_or("");
                 let c = c.trim();
                 let c = c.strip_suffix(" 2").unwrap_or(c);
+                let c = c.strip_prefix("sudo ").unwrap_or(c);
                 let Some(rest) = c.strip_prefix("fixer ") else {
                     continue;
                 };
@@ -215,9 +216,14 @@ fn every_command_in_the_docs_is_one_fixer_has() -> TestResult {
     let mut wrong = Vec::new();
     for s in &shown {
         let at = format!("{}:{}: `fixer {}`", s.file, s.line, s.words.join(" "));
-        let sub = match s.words.first() {
-            Some(w) if w.starts_with('-') => String::new(),
+        // Global options may come first (`fixer --format json plan`).
+        let first = s
+            .words
+            .iter()
+            .find(|w| !w.starts_with('-') && subcommands.contains(*w));
+        let sub = match first.or(s.words.first()) {
             Some(w) if subcommands.contains(w) => w.clone(),
+            Some(w) if w.starts_with('-') => String::new(),
             Some(w) => {
                 wrong.push(format!("{at}: no subcommand `{w}`"));
                 continue;
@@ -242,9 +248,12 @@ fn every_command_in_the_docs_is_one_fixer_has() -> TestResult {
             else {
                 continue;
             };
-            let listed = text
-                .split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == ']' || c == '<')
-                .any(|t| t == flag || t.strip_suffix("...") == Some(flag));
+            let listed = [text.as_str(), top.as_str()].iter().any(|text| {
+                text.split(|c: char| {
+                    c.is_whitespace() || c == ',' || c == '[' || c == ']' || c == '<'
+                })
+                .any(|t| t == flag || t.strip_suffix("...") == Some(flag))
+            });
             if !listed {
                 wrong.push(format!("{at}: `fixer {sub} --help` lists no `{flag}`"));
             }
