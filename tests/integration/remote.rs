@@ -1352,13 +1352,12 @@ fn a_remote_plan_as_a_user_warns_of_what_apply_could_not_write() -> TestResult {
 }
 
 /// A file above the diff limit over SSH: planned from a digest computed on
-/// the host, backed up and restored by copies made there (its bytes never
-/// cross the connection to be held by fixer).
+/// the host, backed up and restored by copies made there: its bytes never
+/// cross the connection (counted by a relay).
 #[test]
 fn a_large_remote_file_is_replaced_and_restored_exactly() -> TestResult {
     let client = Client::new();
     let host = TestHost::start(&client);
-    client.trust(&host);
     std::fs::create_dir_all(host.fs("/srv"))?;
     let big: String = (1..=400_000).map(|i| format!("{i}\n")).collect();
     std::fs::write(host.fs("/srv/big"), &big)?;
@@ -1367,9 +1366,13 @@ fn a_large_remote_file_is_replaced_and_restored_exactly() -> TestResult {
         "[playbook]\nname = \"b\"\n[[resource]]\ntype = \"file\"\npath = \"/srv/big\"\ncontent = \"one\\n\"\n",
     );
     let pbs = pb.display().to_string();
-    let out = client
-        .fixer(&["apply", &pbs, "--host", &host.spec()])
-        .output()?;
+    let relay = super::sshd::Relay::start(host.port);
+    std::fs::write(
+        client.ssh_dir().join("known_hosts"),
+        format!("{}\n", relay.known_hosts_line(&host)),
+    )?;
+    let spec = format!("root@127.0.0.1:{}", relay.port);
+    let out = client.fixer(&["apply", &pbs, "--host", &spec]).output()?;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("/srv/big: 2.6 MiB (400000 lines) -> 4 bytes (1 line)"),
@@ -1377,10 +1380,14 @@ fn a_large_remote_file_is_replaced_and_restored_exactly() -> TestResult {
         text(&out.stdout)
     );
     assert_eq!(std::fs::read_to_string(host.fs("/srv/big"))?, "one\n");
-    let out = client
-        .fixer(&["rollback", "--host", &host.spec()])
-        .output()?;
+    let out = client.fixer(&["rollback", "--host", &spec]).output()?;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(std::fs::read_to_string(host.fs("/srv/big"))? == big);
+    let sent = relay.bytes_from_host();
+    assert!(
+        sent < big.len() / 10,
+        "the host sent {sent} bytes for a {} byte file",
+        big.len()
+    );
     Ok(())
 }

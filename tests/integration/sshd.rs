@@ -289,6 +289,7 @@ pub struct Relay {
     conns: Arc<Mutex<Vec<std::net::TcpStream>>>,
     cut: Arc<std::sync::atomic::AtomicBool>,
     turns: Arc<std::sync::atomic::AtomicUsize>,
+    down: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Relay {
@@ -303,7 +304,8 @@ impl Relay {
         let conns: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
         let cut = Arc::new(AtomicBool::new(false));
         let turns = Arc::new(AtomicUsize::new(0));
-        let (c2, cut2, turns2) = (conns.clone(), cut.clone(), turns.clone());
+        let down = Arc::new(AtomicUsize::new(0));
+        let (c2, cut2, turns2, down2) = (conns.clone(), cut.clone(), turns.clone(), down.clone());
         std::thread::spawn(move || {
             for client in listener.incoming().map_while(Result::ok) {
                 if cut2.load(Ordering::SeqCst) {
@@ -330,7 +332,8 @@ impl Relay {
                     let (Ok(mut r), Ok(mut w)) = (from.try_clone(), to.try_clone()) else {
                         continue;
                     };
-                    let (last, turns) = (last_from_client.clone(), turns2.clone());
+                    let (last, turns, down) =
+                        (last_from_client.clone(), turns2.clone(), down2.clone());
                     std::thread::spawn(move || {
                         use std::io::{Read as _, Write as _};
                         let mut buf = vec![0u8; 64 * 1024];
@@ -341,8 +344,11 @@ impl Relay {
                             };
                             if upstream {
                                 last.store(true, Ordering::SeqCst);
-                            } else if last.swap(false, Ordering::SeqCst) {
-                                turns.fetch_add(1, Ordering::SeqCst);
+                            } else {
+                                down.fetch_add(n, Ordering::SeqCst);
+                                if last.swap(false, Ordering::SeqCst) {
+                                    turns.fetch_add(1, Ordering::SeqCst);
+                                }
                             }
                             if w.write_all(&buf[..n]).is_err() {
                                 break;
@@ -358,6 +364,7 @@ impl Relay {
             conns,
             cut,
             turns,
+            down,
         }
     }
 
@@ -379,6 +386,11 @@ impl Relay {
 
     pub fn round_trips(&self) -> usize {
         self.turns.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Bytes the host sent through the relay so far.
+    pub fn bytes_from_host(&self) -> usize {
+        self.down.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The known_hosts line for `host` as reached through this relay.
