@@ -281,8 +281,8 @@ impl Drop for TempGuard<'_> {
 }
 
 impl LocalHost {
-    /// The regular file at `path`, opened for reading without following a
-    /// final symlink.
+    /// The file at `path`, opened for reading without following a final
+    /// symlink.
     fn open(&self, path: &Path) -> io::Result<File> {
         let (dir, name) = self.parent_of(path)?;
         let fd = openat(
@@ -320,7 +320,6 @@ impl LocalHost {
     /// [`Host::write`] of what `content` yields, streamed.
     fn write_from(&self, path: &Path, content: &mut dyn io::Read, attrs: Attrs) -> HostResult<()> {
         let err = |e| HostError::new("write", path, e);
-
         crate::failpoint::check("write").map_err(err)?;
         let (dir, name) = self.parent_of(path).map_err(err)?;
         // A symlink in the way is replaced, not written through.
