@@ -755,18 +755,28 @@ pub fn many_files(n: usize) -> String {
     pb
 }
 
-/// Round trips of one fixer command through a counting relay.
-fn round_trips(
+/// A counting relay in front of `host`, trusted by `client`, and the
+/// `--host` that reaches the host through it.
+fn through_relay(
     client: &Client,
     host: &TestHost,
-    args: &[&str],
-) -> Result<usize, Box<dyn std::error::Error>> {
+) -> Result<(super::sshd::Relay, String), Box<dyn std::error::Error>> {
     let relay = super::sshd::Relay::start(host.port);
     std::fs::write(
         client.ssh_dir().join("known_hosts"),
         format!("{}\n", relay.known_hosts_line(host)),
     )?;
     let spec = format!("root@127.0.0.1:{}", relay.port);
+    Ok((relay, spec))
+}
+
+/// Round trips of one fixer command through a counting relay.
+fn round_trips(
+    client: &Client,
+    host: &TestHost,
+    args: &[&str],
+) -> Result<usize, Box<dyn std::error::Error>> {
+    let (relay, spec) = through_relay(client, host)?;
     let out = client
         .fixer(&[args, &["--host", &spec]].concat())
         .output()?;
@@ -1366,12 +1376,7 @@ fn a_large_remote_file_is_replaced_and_restored_exactly() -> TestResult {
         "[playbook]\nname = \"b\"\n[[resource]]\ntype = \"file\"\npath = \"/srv/big\"\ncontent = \"one\\n\"\n",
     );
     let pbs = pb.display().to_string();
-    let relay = super::sshd::Relay::start(host.port);
-    std::fs::write(
-        client.ssh_dir().join("known_hosts"),
-        format!("{}\n", relay.known_hosts_line(&host)),
-    )?;
-    let spec = format!("root@127.0.0.1:{}", relay.port);
+    let (relay, spec) = through_relay(&client, &host)?;
     let out = client.fixer(&["apply", &pbs, "--host", &spec]).output()?;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
