@@ -42,13 +42,6 @@ impl Prior {
             Prior::Large(d) => d.size == content.len() as u64 && *d == Digest::of(content),
         }
     }
-
-    pub fn bytes(&self) -> Option<&[u8]> {
-        match self {
-            Prior::Bytes(b) => Some(b),
-            Prior::Large(_) => None,
-        }
-    }
 }
 
 #[derive(Clone, Debug)]

@@ -83,6 +83,27 @@ fn at_text(src: &Source, needle: &str, field: &str, message: String) -> Error {
     )
 }
 
+/// The mapping `what` (`hosts`, `children`) holds, `None` when empty;
+/// anything else is an error naming what it should map.
+fn mapping<'v>(
+    src: &Source,
+    v: &'v Value,
+    what: &str,
+    field: &str,
+    of: &str,
+) -> Result<Option<&'v serde_yaml_ng::Mapping>, Error> {
+    match v {
+        Value::Mapping(m) => Ok(Some(m)),
+        Value::Null => Ok(None),
+        _ => Err(at_text(
+            src,
+            what,
+            field,
+            format!("{what} are a mapping of {of}"),
+        )),
+    }
+}
+
 fn vars(src: &Source, v: &Value, field: &str) -> Result<Vars, Error> {
     match v {
         Value::Null => Ok(Vars::new()),
@@ -144,16 +165,9 @@ fn group(
                 }
             }
             "hosts" => {
-                let Value::Mapping(hosts) = v else {
-                    if v.is_null() {
-                        continue;
-                    }
-                    return Err(at_text(
-                        src,
-                        "hosts",
-                        &here,
-                        "hosts are a mapping of host names to their variables".into(),
-                    ));
+                let Some(hosts) = mapping(src, v, "hosts", &here, "host names to their variables")?
+                else {
+                    continue;
                 };
                 for (h, hv) in hosts {
                     let spec = key(src, h, &here)?;
@@ -176,16 +190,8 @@ fn group(
                 }
             }
             "children" => {
-                let Value::Mapping(children) = v else {
-                    if v.is_null() {
-                        continue;
-                    }
-                    return Err(at_text(
-                        src,
-                        "children",
-                        &here,
-                        "children are a mapping of group names".into(),
-                    ));
+                let Some(children) = mapping(src, v, "children", &here, "group names")? else {
+                    continue;
                 };
                 for (c, cv) in children {
                     let child = key(src, c, &here)?;
@@ -274,6 +280,16 @@ mod tests {
                 "ansible_user",
             ),
             ("all:\n  vars: [a, b]\n", "hosts.yml:2:", "mapping of names"),
+            (
+                "all:\n  hosts: [w1]\n",
+                "hosts.yml:2:",
+                "hosts are a mapping of host names",
+            ),
+            (
+                "all:\n  children: web\n",
+                "hosts.yml:2:",
+                "children are a mapping of group names",
+            ),
             ("all: [\n", "hosts.yml:", "not YAML"),
         ] {
             let err = load(text, &[]).err().unwrap_or_default();

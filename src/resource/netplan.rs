@@ -437,7 +437,7 @@ impl Resource for Netplan {
                 // Still validated: netplan's warnings concern the file as it is.
                 let warnings = self.validate(host, &path, text)?;
                 return Ok(Delta {
-                    ops: self.fix_attrs(path, *meta),
+                    ops: fix_attrs(path, *meta),
                     notes: Vec::new(),
                     warnings,
                 });
@@ -518,17 +518,17 @@ impl Netplan {
         ours?;
         self.origins.of(&path, scalar.as_deref())
     }
+}
 
-    /// The data is as wanted: at most the mode and owner to fix.
-    fn fix_attrs(&self, path: std::path::PathBuf, meta: Meta) -> Vec<Op> {
-        let attrs = missing_attrs(&meta);
-        if attrs.is_empty() {
-            return Vec::new();
-        }
-        vec![Op::SetMeta {
-            path,
-            before: meta,
-            attrs,
-        }]
+/// The data is as wanted: at most the mode and owner to fix.
+fn fix_attrs(path: std::path::PathBuf, meta: Meta) -> Vec<Op> {
+    let attrs = missing_attrs(&meta);
+    if attrs.is_empty() {
+        return Vec::new();
     }
+    vec![Op::SetMeta {
+        path,
+        before: meta,
+        attrs,
+    }]
 }

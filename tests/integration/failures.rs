@@ -12,8 +12,12 @@ fn as_nobody(
     sb: &Sandbox,
     args: &[&str],
 ) -> Result<std::process::Output, Box<dyn std::error::Error>> {
-    // The sandbox is a 0700 tempdir: let nobody in.
+    // The sandbox is a 0700 tempdir: let nobody in, and read the playbooks.
     std::fs::set_permissions(sb.base(), std::fs::Permissions::from_mode(0o755))?;
+    let playbooks = sb.base().join("pb");
+    if playbooks.exists() {
+        std::fs::set_permissions(&playbooks, std::fs::Permissions::from_mode(0o755))?;
+    }
     let bin = assert_cmd::cargo::cargo_bin("fixer");
     let mut cmd = if is_root() {
         let mut c = std::process::Command::new("setpriv");
@@ -49,10 +53,6 @@ fn unreadable_file_is_a_clear_plan_error() -> TestResult {
         "p.toml",
         "[playbook]\nname = \"r\"\n[[resource]]\ntype = \"file\"\npath = \"/etc/secret.conf\"\ncontent = \"y\"\n",
     );
-    std::fs::set_permissions(
-        pb.parent().ok_or("dir")?,
-        std::fs::Permissions::from_mode(0o755),
-    )?;
     let before = sb.tree();
     let out = as_nobody(&sb, &["plan", pb.to_str().ok_or("path")?])?;
     let err = stderr_of(&out);
@@ -100,10 +100,6 @@ path = "/locked/b.conf"
 content = "new b\n"
 "#,
     );
-    std::fs::set_permissions(
-        pb.parent().ok_or("dir")?,
-        std::fs::Permissions::from_mode(0o755),
-    )?;
     let before = sb.tree();
     let out = as_nobody(&sb, &["apply", pb.to_str().ok_or("path")?])?;
     let err = stderr_of(&out);
@@ -261,10 +257,6 @@ fn a_user_who_cannot_read_the_state_folder_still_gets_a_plan() -> TestResult {
         .assert()
         .success();
     sb.chmod("/", 0o755);
-    std::fs::set_permissions(
-        pb.parent().ok_or("dir")?,
-        std::fs::Permissions::from_mode(0o755),
-    )?;
     let pb2 = sb.playbook(
         "p.toml",
         "[playbook]\nname = \"u\"\n[[resource]]\ntype = \"file\"\npath = \"/x\"\ncontent = \"y\"\n",
@@ -383,10 +375,6 @@ fn a_plan_as_a_user_warns_of_what_apply_could_not_write() -> TestResult {
         "p.toml",
         "[playbook]\nname = \"u\"\n[[resource]]\ntype = \"file\"\npath = \"/etc/app.conf\"\ncontent = \"new\\n\"\n",
     );
-    std::fs::set_permissions(
-        pb.parent().ok_or("dir")?,
-        std::fs::Permissions::from_mode(0o755),
-    )?;
     let before = sb.tree();
     let out = as_nobody(&sb, &["plan", pb.to_str().ok_or("path")?])?;
     let err = stderr_of(&out);
