@@ -95,13 +95,13 @@ fn text(store: &Path, contents: &Contents, fleet: &Fleet<'_>) -> String {
         .max(4);
     let _ = writeln!(
         t,
-        "{:<width$}  {:<9}  {:<24}  {:<11}  {:>7}  {:<12}  {:>4}",
+        "{:<width$}  {:<11}  {:<24}  {:<11}  {:>7}  {:<12}  {:>4}",
         "HOST", "STATE", "LAST RUN", "STATUS", "CHANGES", "COMMIT", "RUNS"
     );
     for h in &fleet.hosts {
         let _ = writeln!(
             t,
-            "{:<width$}  {:<9}  {:<24}  {:<11}  {:>7}  {:<12}  {:>4}",
+            "{:<width$}  {:<11}  {:<24}  {:<11}  {:>7}  {:<12}  {:>4}",
             h.host,
             h.state.label(),
             h.last.started,
@@ -248,4 +248,58 @@ fn page(store: &Path, contents: &Contents, fleet: &Fleet<'_>) -> String {
         store = escape(&store.display().to_string()),
         records = contents.records.len(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fixer::results::Source;
+
+    /// Every column starts where its heading does, whatever the state:
+    /// `not reached` once ran into the next column.
+    #[test]
+    fn the_fleet_table_keeps_its_columns_for_every_state() {
+        let at = std::time::SystemTime::UNIX_EPOCH;
+        let mut records = Vec::new();
+        for (host, status) in [
+            ("web1", Status::Changed),
+            ("web2", Status::NotReached),
+            ("web3", Status::Unconfirmed),
+            ("web4", Status::Unreachable),
+        ] {
+            let mut r = Record::of(host, vec!["pb".into()], Source::Push, at);
+            r.status = status;
+            records.push(r);
+        }
+        let contents = Contents {
+            records,
+            unreadable: Vec::new(),
+        };
+        let table = text(
+            Path::new("store"),
+            &contents,
+            &results::fleet(&contents.records),
+        );
+        let lines: Vec<&str> = table
+            .lines()
+            .filter(|l| l.starts_with("web") || l.starts_with("HOST"))
+            .collect();
+        assert_eq!(lines.len(), 5, "{table}");
+        let starts = |l: &str, heading_col: usize| -> usize {
+            // The start of the field that covers column `heading_col`.
+            let b = l.as_bytes();
+            let mut i = heading_col.min(b.len());
+            while i > 0 && b[i - 1] != b' ' {
+                i -= 1;
+            }
+            i
+        };
+        let header = lines[0];
+        for heading in ["STATE", "LAST RUN", "STATUS"] {
+            let col = header.find(heading).unwrap_or(0);
+            for l in &lines[1..] {
+                assert_eq!(starts(l, col), col, "{heading} in {l:?}:\n{table}");
+            }
+        }
+    }
 }
