@@ -279,7 +279,7 @@ impl<'h> Store<'h> {
                             io::ErrorKind::PermissionDenied,
                             format!(
                                 "{} (making {}): every apply and rollback records its run there; \
-                                 run fixer as root (sudo), or with --root on a folder you can write",
+                                 run fixer as root (sudo; over SSH, --become), or with --root on a folder you can write",
                                 source.source,
                                 source.path.display()
                             ),

@@ -203,7 +203,7 @@ fn access_warnings(host: &dyn Host, touched: &[PathBuf]) -> Vec<String> {
     if let Some(dir) = unwritable_folder(host, state) {
         out.push(format!(
             "apply could not write fixer's state folder {} ({} is not writable for this user), \
-             where every apply records its run: apply as root (sudo), or with --root on a folder you can write",
+             where every apply records its run: apply as root (sudo; over SSH, --become), or with --root on a folder you can write",
             state.display(),
             dir.display()
         ));
@@ -223,7 +223,7 @@ fn access_warnings(host: &dyn Host, touched: &[PathBuf]) -> Vec<String> {
             .collect();
         let more = paths.len().saturating_sub(shown.len());
         out.push(format!(
-            "apply could not change {}{} as this user: {} is not writable; apply as root (sudo)",
+            "apply could not change {}{} as this user: {} is not writable; apply as root (sudo; over SSH, --become)",
             shown.join(", "),
             if more > 0 {
                 format!(" and {more} more")

@@ -336,6 +336,9 @@ fn host(root: Option<&Path>) -> Result<LocalHost, Error> {
 
 /// The remote hosts named on the command line, if any.
 fn fleet(g: &Global) -> Result<Option<remote::Fleet>, Error> {
+    // A run made through sudo is root's: undoing it as the login user
+    // could not even read its journal.
+    let become_flag = if g.become_root { " --become" } else { "" };
     let (members, flag): (_, remote::MemberFlag) = match (&g.inventory, g.hosts.is_empty()) {
         (None, true) => return Ok(None),
         (Some(_), false) => {
@@ -348,13 +351,13 @@ fn fleet(g: &Global) -> Result<Option<remote::Fleet>, Error> {
             (
                 fixer::inventory::load(inv, &g.limit)?,
                 Box::new(move |m: &fixer::inventory::Member| {
-                    format!("-i {inv_arg} --limit {}", m.name)
+                    format!("-i {inv_arg} --limit {}{become_flag}", m.name)
                 }),
             )
         }
         (None, false) => (
             fixer::inventory::from_specs(&g.hosts),
-            Box::new(|m: &fixer::inventory::Member| format!("--host {}", m.name)),
+            Box::new(move |m: &fixer::inventory::Member| format!("--host {}{become_flag}", m.name)),
         ),
     };
     if g.root.is_some() {

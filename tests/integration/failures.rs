@@ -389,7 +389,8 @@ fn a_plan_as_a_user_warns_of_what_apply_could_not_write() -> TestResult {
     let err = stderr_of(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("fixer's state folder /var/lib/fixer") && err.contains("as root (sudo)"),
+        err.contains("fixer's state folder /var/lib/fixer")
+            && err.contains("run fixer as root (sudo; over SSH, --become)"),
         "{err}"
     );
     assert_eq!(sb.tree(), before);

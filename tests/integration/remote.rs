@@ -926,10 +926,26 @@ fn become_acts_as_root_through_sudo() -> TestResult {
     let out = client
         .fixer(&["apply", &pbs, "--host", &deploy, "--become"])
         .output()?;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
     let meta = std::fs::metadata(host.fs("/srv/app/config.txt"))?;
     assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o640));
     assert_eq!(std::fs::metadata(host.fs("/var/lib/fixer/runs"))?.uid(), 0);
+
+    // The rollback it suggests is root's too, and works as printed.
+    let hint = stdout
+        .split("undo it with `")
+        .nth(1)
+        .and_then(|r| r.split('`').next())
+        .ok_or(format!("no rollback hint: {stdout}"))?;
+    assert!(
+        hint.ends_with(&format!("--host {deploy} --become")),
+        "{hint}"
+    );
+    let words: Vec<&str> = hint.split_whitespace().skip(1).collect();
+    let out = client.fixer(&words).output()?;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(!host.fs("/srv/app/config.txt").exists());
 
     // A user who may not sudo gets a clear error, not a password prompt.
     let nosudo = format!("nosudo@127.0.0.1:{}", host.port);
@@ -1347,7 +1363,9 @@ fn a_remote_plan_as_a_user_warns_of_what_apply_could_not_write() -> TestResult {
         stdout.contains("apply could not write fixer's state folder /var/lib/fixer")
             && stdout.contains(
                 "apply could not change /srv/app/new.conf as this user: /srv/app is not writable"
-            ),
+            )
+            // Over SSH, sudo on the controller would not help.
+            && stdout.contains("over SSH, --become"),
         "{stdout}"
     );
     // As root: nothing to warn of.
