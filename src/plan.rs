@@ -416,7 +416,16 @@ impl SavedPlan {
         v1.chain(v2)
             .map(|(path, vars)| crate::playbook::Pick {
                 path: path.clone(),
-                values: vars.clone(),
+                // Found values, not --var ones: the plan says where each
+                // came from, and nothing read from the host replaces them.
+                found: vars
+                    .iter()
+                    .map(|(name, value)| crate::playbook::vars::Found {
+                        name: name.clone(),
+                        value: serde_json::Value::String(value.clone()),
+                        origin: crate::playbook::vars::Origin::SavedPlan,
+                    })
+                    .collect(),
                 ..crate::playbook::Pick::default()
             })
             .collect()

@@ -52,6 +52,8 @@ pub enum Origin {
     },
     /// `--var` on the command line.
     Flag,
+    /// The value a saved plan (`plan --out`) was made with.
+    SavedPlan,
 }
 
 impl std::fmt::Display for Origin {
@@ -63,6 +65,7 @@ impl std::fmt::Display for Origin {
             Origin::Inventory => write!(f, "inventory"),
             Origin::File { path } => write!(f, "--vars {}", path.display()),
             Origin::Flag => write!(f, "--var"),
+            Origin::SavedPlan => write!(f, "saved plan"),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `plan`: diffs, summary, exit codes, formats, saved plans — and never a
 //! write to the target.
 
+use predicates::prelude::PredicateBooleanExt as _;
 use predicates::str::contains;
 
 use crate::support::{stable, stderr_of, stdout_of, Sandbox, TestResult};
@@ -237,7 +238,12 @@ fn saved_plan_applies_and_is_refused_after_drift() -> TestResult {
     sb.fixer(&["plan", pb.to_str().ok_or("path")?, "--out", plan_s])
         .assert()
         .success();
-    sb.fixer(&["apply", plan_s]).assert().success();
+    // Its values are the plan's, and say so (not `--var`, never given).
+    sb.fixer(&["apply", plan_s])
+        .assert()
+        .success()
+        .stdout(contains("saved plan"))
+        .stdout(contains("--var").not());
     assert_eq!(sb.read("/etc/unchanged"), "same\n");
     assert_eq!(sb.read("/etc/motd"), "Hello world\ntoken=hunter2-secret\n");
     Ok(())
