@@ -8,6 +8,7 @@ mod compose;
 mod diagnose;
 mod discover;
 mod docs;
+mod examples;
 mod failures;
 #[cfg(feature = "failpoints")]
 mod faults;
