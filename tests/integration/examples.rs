@@ -578,3 +578,40 @@ fn every_fixer_command_in_a_code_block_is_run() -> TestResult {
     );
     Ok(())
 }
+
+/// The README's first command, the one a newcomer runs: its `cargo run
+/// --release -- ARGS` is `fixer ARGS` here (the test's own build), on a
+/// fresh world. It plans, succeeds and changes nothing (no run recorded,
+/// no state folder made).
+#[test]
+fn the_readmes_first_command_plans_and_changes_nothing() -> TestResult {
+    if !is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs the tests as root"
+        );
+        return Ok(());
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(repo.join("README.md"))?;
+    let first = readme
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.lines().next())
+        .ok_or("no sh block in the README")?;
+    let args = first
+        .split(" # ")
+        .next()
+        .and_then(|c| c.split("cargo run --release -- ").nth(1))
+        .ok_or(format!("the README's first command runs no fixer: {first}"))?;
+    let world = World::new("readme", &[])?;
+    let (printed, code) = world.run(&format!("fixer {args}"))?;
+    assert_eq!(code, 0, "{printed}");
+    assert!(printed.contains("\nPlan: "), "{printed}");
+    assert_eq!(
+        std::fs::read_dir(world.dir.path().join("var-lib"))?.count(),
+        0,
+        "a plan made fixer's state folder: {printed}"
+    );
+    Ok(())
+}
