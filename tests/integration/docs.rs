@@ -18,16 +18,8 @@ struct Shown {
 /// README.md and docs/*.md, without shell around it (`# comment`, `|`,
 /// `>`, `2>&1`).
 fn shown_commands(repo: &Path) -> Result<Vec<Shown>, Box<dyn std::error::Error>> {
-    let mut files = vec![repo.join("README.md")];
-    for entry in std::fs::read_dir(repo.join("docs"))? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "md") {
-            files.push(path);
-        }
-    }
-    files.sort();
     let mut out = Vec::new();
-    for path in files {
+    for path in crate::examples::documents(repo)? {
         let text = std::fs::read_to_string(&path)?;
         let file = path
             .strip_prefix(repo)
@@ -35,14 +27,19 @@ fn shown_commands(repo: &Path) -> Result<Vec<Shown>, Box<dyn std::error::Error>>
             .display()
             .to_string();
         let mut fenced = false;
+        // In a terminal session, only what follows `$ ` was typed.
+        let mut console = false;
         for (i, line) in text.lines().enumerate() {
             let t = line.trim();
-            if t.starts_with("```") {
+            if let Some(lang) = t.strip_prefix("```") {
                 fenced = !fenced;
+                console = fenced && lang == "console";
                 continue;
             }
             let mut candidates = Vec::new();
-            if fenced {
+            if console {
+                candidates.extend(t.strip_prefix("$ ").map(str::to_string));
+            } else if fenced {
                 candidates.push(t.strip_prefix("$ ").unwrap_or(t).to_string());
             } else {
                 // Inline code: every other backtick-delimited span.
