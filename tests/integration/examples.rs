@@ -17,15 +17,14 @@
 //! which /root (HOME, with an ssh key and config), /srv, /var/lib, /mnt
 //! (with an empty image at /mnt/img) and /etc/netplan are the world's own
 //! folders: an example acts on the paths it names, never on this
-//! machine's. Its working folder holds copies of
-//! `playbooks/` and `templates/`, and the repository's `tests/` (read
+//! machine's. Its host name is `app-01`; its working folder holds copies
+//! of `playbooks/` and `templates/`, and the repository's `tests/` (read
 //! only). `git.corp.example`'s repositories `ops/fixes.git` (the shipped
-//! go-proxy-mirror playbook) and `ops/fleet-results.git` are bare repositories of the
-//! world, reached through git's own `url.<base>.insteadOf` in
-//! ~/.config/git/config. The world's host name is `app-01`.
-//! A world whose name starts with `fleet` also has three real sshd test
-//! hosts, `vm1` to `vm3` in ~/.ssh/config, each with a user `deploy` who
-//! may sudo.
+//! go-proxy-mirror playbook) and `ops/fleet-results.git` are bare
+//! repositories of the world, reached through git's own
+//! `url.<base>.insteadOf` in ~/.config/git/config. A world whose name
+//! starts with `fleet` also has three real sshd test hosts, `vm1` to `vm3`
+//! in ~/.ssh/config, each with a user `deploy` who may sudo.
 //!
 //! `FIXER_UPDATE_DOCS=1 cargo test --test integration examples` rewrites
 //! the blocks with what the commands printed.
@@ -45,8 +44,15 @@ const PATIENCE: Duration = Duration::from_secs(180);
 
 /// A fenced block and what its marker says it is.
 enum Block {
-    Example { world: String, session: Session },
-    File { path: String, text: String },
+    /// Each command typed, with what the block shows it printed.
+    Example {
+        world: String,
+        steps: Vec<(String, String)>,
+    },
+    File {
+        path: String,
+        text: String,
+    },
     Synopsis,
 }
 
@@ -56,12 +62,6 @@ struct Marked {
     /// Lines of the document (0-based) inside the fence, exclusive.
     body: std::ops::Range<usize>,
     indent: String,
-}
-
-/// The commands of an example and what each printed.
-#[derive(Default)]
-struct Session {
-    steps: Vec<(String, String)>,
 }
 
 /// The markers and fenced blocks of one document.
@@ -102,11 +102,11 @@ fn marked_blocks(text: &str) -> Res<Vec<Marked>> {
             .collect();
         let block = match kind {
             "example" => {
-                let mut session = Session::default();
+                let mut steps: Vec<(String, String)> = Vec::new();
                 for l in &body {
                     if let Some(cmd) = l.strip_prefix("$ ") {
-                        session.steps.push((cmd.to_string(), String::new()));
-                    } else if let Some((_, printed)) = session.steps.last_mut() {
+                        steps.push((cmd.to_string(), String::new()));
+                    } else if let Some((_, printed)) = steps.last_mut() {
                         printed.push_str(l);
                         printed.push('\n');
                     } else {
@@ -123,7 +123,7 @@ fn marked_blocks(text: &str) -> Res<Vec<Marked>> {
                     } else {
                         arg
                     },
-                    session,
+                    steps,
                 }
             }
             "file" => Block::File {
@@ -331,7 +331,8 @@ eval "$3""#;
             .stdin(Stdio::null())
             .stdout(printed.try_clone()?)
             .stderr(printed.try_clone()?)
-            .spawn()?;
+            .spawn()
+            .map_err(|e| format!("unshare (util-linux): {e}"))?;
         use wait_timeout::ChildExt as _;
         let status = match child.wait_timeout(PATIENCE)? {
             Some(s) => s,
@@ -460,7 +461,7 @@ fn every_example_in_the_docs_prints_what_it_shows() -> TestResult {
         // Rewritten from the end, so earlier ranges stay where they are.
         let mut rewrites = Vec::new();
         for b in &blocks {
-            let Block::Example { world, session } = &b.block else {
+            let Block::Example { world, steps } = &b.block else {
                 continue;
             };
             if !worlds.contains_key(world) {
@@ -468,7 +469,7 @@ fn every_example_in_the_docs_prints_what_it_shows() -> TestResult {
             }
             let w = &worlds[world];
             let mut got = Vec::new();
-            for (cmd, shown) in &session.steps {
+            for (cmd, shown) in steps {
                 let (printed, code) = w.run(cmd)?;
                 let mut printed = printed.trim_end().to_string();
                 if code != 0 {
@@ -615,4 +616,45 @@ fn the_readmes_first_command_plans_and_changes_nothing() -> TestResult {
         "a plan made fixer's state folder: {printed}"
     );
     Ok(())
+}
+
+/// A marker the runner cannot read fails with its line, never passes
+/// silently; a good one gives each command what it printed.
+#[test]
+fn markers_are_read_or_refused_by_line() {
+    let good = "text\n<!-- example: w -->\n```console\n$ fixer a\nout 1\nout 2\n$ fixer b\n```\n";
+    let blocks = marked_blocks(good).unwrap_or_else(|e| panic!("{e}"));
+    match blocks.first().map(|b| &b.block) {
+        Some(Block::Example { world, steps }) => {
+            assert_eq!(world, "w");
+            assert_eq!(
+                steps,
+                &[
+                    ("fixer a".to_string(), "out 1\nout 2\n".to_string()),
+                    ("fixer b".to_string(), String::new())
+                ]
+            );
+        }
+        _ => panic!("not an example"),
+    }
+    for (bad, says) in [
+        (
+            "<!-- example -->\ntext\n",
+            "line 1: `<!-- example -->` is not followed",
+        ),
+        (
+            "<!-- file: x -->\n```\nno end\n",
+            "line 2: a fenced block that never ends",
+        ),
+        (
+            "<!-- example -->\n```\nout\n```\n",
+            "line 3: an example's first line",
+        ),
+    ] {
+        let e = marked_blocks(bad).err().map(|e| e.to_string());
+        assert!(
+            e.as_deref().is_some_and(|e| e.starts_with(says)),
+            "{bad:?}: {e:?}"
+        );
+    }
 }
