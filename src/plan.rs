@@ -426,7 +426,6 @@ impl SavedPlan {
                         origin: crate::playbook::vars::Origin::SavedPlan,
                     })
                     .collect(),
-                ..crate::playbook::Pick::default()
             })
             .collect()
     }

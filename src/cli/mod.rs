@@ -347,17 +347,21 @@ fn fleet(g: &Global) -> Result<Option<remote::Fleet>, Error> {
             ))
         }
         (Some(inv), true) => {
-            let inv_arg = inv.display().to_string();
+            let inv_arg = fixer::host::shell::quote_path(inv);
             (
                 fixer::inventory::load(inv, &g.limit)?,
                 Box::new(move |m: &fixer::inventory::Member| {
-                    format!("-i {inv_arg} --limit {}{become_flag}", m.name)
+                    let name = fixer::host::shell::quote(&m.name);
+                    format!("-i {inv_arg} --limit {name}{become_flag}")
                 }),
             )
         }
         (None, false) => (
             fixer::inventory::from_specs(&g.hosts),
-            Box::new(move |m: &fixer::inventory::Member| format!("--host {}{become_flag}", m.name)),
+            Box::new(move |m: &fixer::inventory::Member| {
+                let name = fixer::host::shell::quote(&m.name);
+                format!("--host {name}{become_flag}")
+            }),
         ),
     };
     if g.root.is_some() {
@@ -544,6 +548,15 @@ fn run(cli: &Cli, p: &mut Printer) -> Result<u8, Error> {
             }
             let (picked, root, expect) = match saved_plan(targets)? {
                 Some(saved) => {
+                    if !g.vars.is_empty() || !g.var_files.is_empty() {
+                        // Ignoring them would apply other values than the
+                        // user typed; honouring them, another plan.
+                        return Err(Error::Usage(
+                            "a saved plan applies the values it was made with: give --var and \
+                             --vars to `fixer plan ... --out`, then apply the new plan"
+                                .into(),
+                        ));
+                    }
                     let root = match (&g.root, &saved.root) {
                         (Some(a), Some(b)) if std::fs::canonicalize(a).ok().as_ref() != Some(b) => {
                             return Err(Error::Usage(format!(
@@ -1007,7 +1020,6 @@ fn fix_picks(
                     origin: fixer::playbook::Origin::Log { line: v.line },
                 })
                 .collect(),
-            values: Vec::new(),
         })
         .collect())
 }

@@ -156,14 +156,12 @@ fn check_requires(source: &Source, doc: &DeTable<'_>) -> Result<(), Error> {
     }
 }
 
-/// One playbook to load among several, with values for it alone: read
-/// from an error log (`found`), or kept in a saved plan (`values`, as
-/// `--var`s).
+/// One playbook to load among several, with values for it alone (`found`):
+/// read from an error log, or kept in a saved plan.
 #[derive(Clone, Debug, Default)]
 pub struct Pick {
     pub path: PathBuf,
     pub found: Vec<Found>,
-    pub values: Vec<(String, String)>,
 }
 
 impl Pick {
@@ -320,7 +318,6 @@ impl Playbook {
             let mut o = overrides.clone();
             o.partial = several;
             o.found = pick.found.clone();
-            o.values.extend(pick.values.iter().cloned());
             let mut pb = Playbook::load(&pick.path, &o)?;
             if let Some(host) = host {
                 let from_host = crate::discover::values(&pb.vars, host, cx)

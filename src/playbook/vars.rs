@@ -71,7 +71,8 @@ impl std::fmt::Display for Origin {
 }
 
 /// A value found for a variable, below the inventory and the command
-/// line in precedence: read from the target or from an error log.
+/// line in precedence: read from the target or from an error log, or the
+/// value a saved plan was made with.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Found {
     pub name: String,

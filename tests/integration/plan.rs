@@ -342,6 +342,14 @@ fn bad_saved_plans_are_refused() -> TestResult {
         .code(1)
         .stderr(contains("the plan was made for --root"));
     assert_eq!(std::fs::read_dir(other.path())?.count(), 0);
+
+    // Values given to apply PLAN would be silently dropped: refused.
+    let before = sb.tree();
+    sb.fixer(&["apply", plan.to_str().ok_or("path")?, "--var", "x=1"])
+        .assert()
+        .code(1)
+        .stderr(contains("a saved plan applies the values it was made with"));
+    assert_eq!(sb.tree(), before);
     Ok(())
 }
 

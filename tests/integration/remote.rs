@@ -991,6 +991,26 @@ fn an_inventory_reaches_its_hosts(name: &str, write: impl Fn(u16, u16) -> String
         std::fs::read_to_string(b.fs("/srv/app/config.txt"))?,
         "message=from-prod\n"
     );
+    // web1's rollback hint, pasted into a shell as it stands (the
+    // inventory's name may hold a space), undoes web1's run alone.
+    let hint = stdout
+        .lines()
+        .filter_map(|l| l.split("undo it with `").nth(1))
+        .filter_map(|r| r.split('`').next())
+        .find(|h| h.contains("web1"))
+        .ok_or(format!("no rollback hint for web1: {stdout}"))?;
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("fixer() {{ \"$FIXER\" \"$@\"; }}; {hint}"))
+        .env("FIXER", assert_cmd::cargo::cargo_bin("fixer"))
+        .env("HOME", client.home.path())
+        .env("USER", "root")
+        .env_remove("SSH_AUTH_SOCK")
+        .current_dir(client.home.path())
+        .output()?;
+    assert_eq!(out.status.code(), Some(0), "{hint}: {}", text(&out.stdout));
+    assert!(!a.fs("/srv/app/config.txt").exists(), "{hint}");
+    assert!(b.fs("/srv/app/config.txt").exists(), "{hint}");
     Ok(())
 }
 
@@ -1007,7 +1027,7 @@ fn an_ansible_ini_inventory_reaches_its_hosts() -> TestResult {
 
 #[test]
 fn an_ansible_yaml_inventory_reaches_its_hosts() -> TestResult {
-    an_inventory_reaches_its_hosts("hosts.yml", |a, b| {
+    an_inventory_reaches_its_hosts("fleet hosts.yml", |a, b| {
         format!(
             "all:\n  vars:\n    ansible_user: root\n  children:\n    prod:\n      vars:\n        message: from-prod\n      children:\n        web:\n          hosts:\n            web1:\n              ansible_host: 127.0.0.1\n              ansible_port: {a}\n              message: \"web1's own\"\n            web2: {{ansible_host: 127.0.0.1, ansible_port: {b}}}\n"
         )
