@@ -17,9 +17,10 @@
 //! which /root (HOME, with an ssh key and config), /srv, /var/lib, /mnt
 //! (with an empty image at /mnt/img) and /etc/netplan are the world's own
 //! folders: an example acts on the paths it names, never on this
-//! machine's. Its host name is `app-01`; its working folder holds copies
-//! of `playbooks/` and `templates/`, and the repository's `tests/` (read
-//! only). `git.corp.example`'s repositories `ops/fixes.git` (the shipped
+//! machine's, nor on the repository (this machine's /etc, /home, /opt,
+//! /usr, /var and the repository are read-only there). Its host name is
+//! `app-01`; its working folder holds copies of `playbooks/`, `templates/`
+//! and `tests/data/`. `git.corp.example`'s repositories `ops/fixes.git` (the shipped
 //! go-proxy-mirror playbook) and `ops/fleet-results.git` are bare
 //! repositories of the world, reached through git's own
 //! `url.<base>.insteadOf` in ~/.config/git/config. A world whose name
@@ -30,6 +31,7 @@
 //! the blocks with what the commands printed.
 
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -126,10 +128,26 @@ fn marked_blocks(text: &str) -> Res<Vec<Marked>> {
                     steps,
                 }
             }
-            "file" => Block::File {
-                path: arg,
-                text: body.iter().map(|l| format!("{l}\n")).collect(),
-            },
+            "file" => {
+                // Written before the world exists, so outside it: only
+                // into the world's own folders.
+                if arg.is_empty()
+                    || arg.starts_with('/')
+                    || Path::new(&arg)
+                        .components()
+                        .any(|c| c == std::path::Component::ParentDir)
+                {
+                    return Err(format!(
+                        "line {}: `<!-- file: {arg} -->` must name a path in the working folder or ~/",
+                        i + 1
+                    )
+                    .into());
+                }
+                Block::File {
+                    path: arg,
+                    text: body.iter().map(|l| format!("{l}\n")).collect(),
+                }
+            }
             _ => Block::Synopsis,
         };
         out.push(Marked {
@@ -182,12 +200,17 @@ impl World {
         let work = d.join("work");
         copy_tree(&repo.join("playbooks"), &work.join("playbooks"))?;
         copy_tree(&repo.join("templates"), &work.join("templates"))?;
-        std::os::unix::fs::symlink(repo.join("tests"), work.join("tests"))?;
+        copy_tree(&repo.join("tests/data"), &work.join("tests/data"))?;
+        // netplan wants its files private; git cannot keep that mode.
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(
+            work.join("tests/data/guide/vm/etc/netplan/50-cloud-init.yaml"),
+            std::fs::Permissions::from_mode(0o600),
+        )?;
         std::os::unix::fs::symlink(assert_cmd::cargo::cargo_bin("fixer"), d.join("bin/fixer"))?;
         // The reader is root already; sudo changes nothing else here.
         let sudo = d.join("bin/sudo");
         std::fs::write(&sudo, "#!/bin/sh\nexec \"$@\"\n")?;
-        use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&sudo, std::fs::Permissions::from_mode(0o755))?;
 
         let client = Client::new();
@@ -288,8 +311,17 @@ impl World {
     /// status.
     fn run(&self, line: &str) -> Res<(String, i32)> {
         let d = self.dir.path();
+        // This machine's own folders are read-only in the world (an example
+        // that named one by mistake fails instead of changing it), then the
+        // world's folders go over the paths examples act on.
         let script = r#"set -e
+umask 022
 hostname app-01
+for dir in /etc /home /opt /usr /var "$4"; do
+  [ -d "$dir" ] || continue
+  mount --rbind "$dir" "$dir"
+  mount -o remount,bind,ro "$dir"
+done
 mount --bind "$1" /root
 mount --bind "$2/srv" /srv
 mount --bind "$2/var-lib" /var/lib
@@ -319,6 +351,7 @@ eval "$3""#;
             .arg(self.client.home.path())
             .arg(d)
             .arg(line)
+            .arg(env!("CARGO_MANIFEST_DIR"))
             .env_clear()
             .env("PATH", path)
             .env("HOME", "/root")
@@ -331,13 +364,17 @@ eval "$3""#;
             .stdin(Stdio::null())
             .stdout(printed.try_clone()?)
             .stderr(printed.try_clone()?)
+            // Its own group, so that a command that hangs is ended with
+            // everything it started.
+            .process_group(0)
             .spawn()
             .map_err(|e| format!("unshare (util-linux): {e}"))?;
         use wait_timeout::ChildExt as _;
         let status = match child.wait_timeout(PATIENCE)? {
             Some(s) => s,
             None => {
-                let _ = child.kill();
+                let group = nix::unistd::Pid::from_raw(child.id() as i32);
+                let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
                 let _ = child.wait();
                 return Err(format!("`{line}` did not finish in {PATIENCE:?}").into());
             }
@@ -374,8 +411,11 @@ fn normal(text: &str) -> Res<String> {
         ),
         (r"\b\d+(\.\d+)? ?(ms|s)\b *", "<duration> "),
         (r"127\.0\.0\.1\]?:\d+ *", "127.0.0.1:<port> "),
-        (r"\b[0-9a-f]{7,40}\b", "<commit>"),
-        (r"(?m)^(\s*)(pass|fail|warn)[ :].*$", "$1<probe result>"),
+        // A DNS probe's answer is this machine's resolver's.
+        (
+            r"(?m)^(\s*)(pass|fail|warn)( \([^)]*\))?: .*resolve.*$",
+            "$1<dns probe result>",
+        ),
     ];
     let mut t = text.trim_end().to_string();
     for (pattern, with) in rules {
@@ -383,6 +423,16 @@ fn normal(text: &str) -> Res<String> {
             .replace_all(&t, with)
             .into_owned();
     }
+    // Commit ids; a number of as many digits is not one.
+    t = regex::Regex::new(r"\b[0-9a-f]{7,40}\b")?
+        .replace_all(&t, |c: &regex::Captures<'_>| {
+            if c[0].bytes().any(|b| b.is_ascii_alphabetic()) {
+                "<commit>".to_string()
+            } else {
+                c[0].to_string()
+            }
+        })
+        .into_owned();
     let mut out: Vec<String> = Vec::new();
     let mut hosts: Vec<String> = Vec::new();
     for line in t.lines() {
@@ -436,12 +486,6 @@ fn every_example_in_the_docs_prints_what_it_shows() -> TestResult {
     let _ = crate::gotools::tool("netplan");
     let _ = crate::gotools::tool("git");
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    // netplan wants its files private; git cannot keep that mode.
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(
-        repo.join("tests/data/guide/vm/etc/netplan/50-cloud-init.yaml"),
-        std::fs::Permissions::from_mode(0o600),
-    )?;
     let update = std::env::var_os("FIXER_UPDATE_DOCS").is_some();
     let mut wrong = Vec::new();
     let mut ran = 0;
@@ -469,6 +513,7 @@ fn every_example_in_the_docs_prints_what_it_shows() -> TestResult {
             }
             let w = &worlds[world];
             let mut got = Vec::new();
+            let mut differs = false;
             for (cmd, shown) in steps {
                 let (printed, code) = w.run(cmd)?;
                 let mut printed = printed.trim_end().to_string();
@@ -479,7 +524,18 @@ fn every_example_in_the_docs_prints_what_it_shows() -> TestResult {
                     printed.push_str(&format!("[exit {code}]"));
                 }
                 ran += 1;
+                // Such a line would end the block, or read as a command.
+                if let Some(l) = printed
+                    .lines()
+                    .find(|l| l.trim_start().starts_with("```") || l.starts_with("$ "))
+                {
+                    return Err(format!(
+                        "{name}: `{cmd}` printed {l:?}, which an example cannot show"
+                    )
+                    .into());
+                }
                 if normal(shown)? != normal(&printed)? {
+                    differs = true;
                     wrong.push(format!(
                         "{name}:{}: `{cmd}`\n--- the docs show\n{}\n--- it printed\n{printed}\n",
                         b.body.start + 1,
@@ -489,7 +545,11 @@ fn every_example_in_the_docs_prints_what_it_shows() -> TestResult {
                 got.push(format!("$ {cmd}"));
                 got.extend(printed.lines().map(str::to_string));
             }
-            rewrites.push((b.body.clone(), b.indent.clone(), got));
+            // Only what differs: a rewrite of every block would churn
+            // every run id and time, hiding the change that matters.
+            if differs {
+                rewrites.push((b.body.clone(), b.indent.clone(), got));
+            }
         }
         if update && !rewrites.is_empty() {
             for (body, indent, got) in rewrites.into_iter().rev() {
@@ -650,6 +710,14 @@ fn markers_are_read_or_refused_by_line() {
             "<!-- example -->\n```\nout\n```\n",
             "line 3: an example's first line",
         ),
+        (
+            "<!-- file: /etc/x -->\n```\nx\n```\n",
+            "line 1: `<!-- file: /etc/x -->` must",
+        ),
+        (
+            "<!-- file: ../x -->\n```\nx\n```\n",
+            "line 1: `<!-- file: ../x -->` must",
+        ),
     ] {
         let e = marked_blocks(bad).err().map(|e| e.to_string());
         assert!(
@@ -657,4 +725,24 @@ fn markers_are_read_or_refused_by_line() {
             "{bad:?}: {e:?}"
         );
     }
+}
+
+/// What an example writes lands in its world: this machine's /etc stays
+/// as it was (read-only there), /root is the world's.
+#[test]
+fn a_world_never_changes_this_machine() -> TestResult {
+    if !worlds_can_be_made() {
+        return Ok(());
+    }
+    let probe = "fixer-world-probe";
+    let world = World::new("guard", &[])?;
+    let (printed, code) = world.run(&format!("touch /etc/{probe}"))?;
+    assert_ne!(code, 0, "{printed}");
+    assert!(printed.contains("Read-only file system"), "{printed}");
+    assert!(!Path::new("/etc").join(probe).exists());
+    let (printed, code) = world.run(&format!("touch /root/{probe}"))?;
+    assert_eq!(code, 0, "{printed}");
+    assert!(!Path::new("/root").join(probe).exists());
+    assert!(world.client.home.path().join(probe).exists());
+    Ok(())
 }
