@@ -478,6 +478,34 @@ fn worlds_can_be_made() -> bool {
     is_root()
 }
 
+/// A document, named as from the repository's top, with its marked blocks.
+struct Doc {
+    path: PathBuf,
+    name: String,
+    text: String,
+    blocks: Vec<Marked>,
+}
+
+fn read_docs(repo: &Path) -> Res<Vec<Doc>> {
+    let mut out = Vec::new();
+    for path in documents(repo)? {
+        let name = path
+            .strip_prefix(repo)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        let text = std::fs::read_to_string(&path)?;
+        let blocks = marked_blocks(&text).map_err(|e| format!("{name}: {e}"))?;
+        out.push(Doc {
+            path,
+            name,
+            text,
+            blocks,
+        });
+    }
+    Ok(out)
+}
+
 #[test]
 fn every_example_in_the_docs_prints_what_it_shows() -> TestResult {
     if !worlds_can_be_made() {
@@ -489,10 +517,13 @@ fn every_example_in_the_docs_prints_what_it_shows() -> TestResult {
     let update = std::env::var_os("FIXER_UPDATE_DOCS").is_some();
     let mut wrong = Vec::new();
     let mut ran = 0;
-    for doc in documents(repo)? {
-        let name = doc.strip_prefix(repo).unwrap_or(&doc).display().to_string();
-        let text = std::fs::read_to_string(&doc)?;
-        let blocks = marked_blocks(&text).map_err(|e| format!("{name}: {e}"))?;
+    for Doc {
+        path,
+        name,
+        text,
+        blocks,
+    } in read_docs(repo)?
+    {
         let files: Vec<(String, String)> = blocks
             .iter()
             .filter_map(|b| match &b.block {
@@ -562,7 +593,7 @@ fn every_example_in_the_docs_prints_what_it_shows() -> TestResult {
                 });
                 lines.splice(body, indented);
             }
-            std::fs::write(&doc, lines.join("\n") + "\n")?;
+            std::fs::write(&path, lines.join("\n") + "\n")?;
         }
     }
     if update {
@@ -593,10 +624,13 @@ fn every_fixer_command_in_a_code_block_is_run() -> TestResult {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut unrun = Vec::new();
     let mut examples = 0;
-    for doc in documents(repo)? {
-        let name = doc.strip_prefix(repo).unwrap_or(&doc).display().to_string();
-        let text = std::fs::read_to_string(&doc)?;
-        let blocks = marked_blocks(&text).map_err(|e| format!("{name}: {e}"))?;
+    for Doc {
+        path: _,
+        name,
+        text,
+        blocks,
+    } in read_docs(repo)?
+    {
         let mut covered = vec![false; text.lines().count()];
         for b in &blocks {
             match &b.block {
