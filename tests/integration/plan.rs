@@ -239,6 +239,10 @@ fn saved_plan_applies_and_is_refused_after_drift() -> TestResult {
         .assert()
         .success();
     // Its values are the plan's, and say so (not `--var`, never given).
+    sb.fixer(&["apply", plan_s, "--dry-run", "--format", "json"])
+        .assert()
+        .success()
+        .stdout(contains(r#""from": "saved_plan""#));
     sb.fixer(&["apply", plan_s])
         .assert()
         .success()
