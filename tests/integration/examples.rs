@@ -25,7 +25,8 @@
 //! repositories of the world, reached through git's own
 //! `url.<base>.insteadOf` in ~/.config/git/config. A world whose name
 //! starts with `fleet` also has three real sshd test hosts, `vm1` to `vm3`
-//! in ~/.ssh/config, each with a user `deploy` who may sudo.
+//! in ~/.ssh/config, each with a user `deploy` who may sudo, and `vm4`,
+//! which is down (nothing listens on its port).
 //!
 //! `FIXER_UPDATE_DOCS=1 cargo test --test integration examples` rewrites
 //! the blocks with what the commands printed.
@@ -227,6 +228,8 @@ impl World {
                 ));
                 hosts.push(host);
             }
+            // A VM that is down: nothing listens there.
+            config.push_str("Host vm4\n    HostName 127.0.0.1\n    Port 9\n");
             client.write_config(&config);
         }
         let world = World {
