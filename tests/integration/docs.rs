@@ -19,13 +19,8 @@ struct Shown {
 /// `>`, `2>&1`).
 fn shown_commands(repo: &Path) -> Result<Vec<Shown>, Box<dyn std::error::Error>> {
     let mut out = Vec::new();
-    for path in crate::examples::documents(repo)? {
-        let text = std::fs::read_to_string(&path)?;
-        let file = path
-            .strip_prefix(repo)
-            .unwrap_or(&path)
-            .display()
-            .to_string();
+    for doc in crate::examples::read_docs(repo)? {
+        let (file, text) = (doc.name, doc.text);
         let mut fenced = false;
         // In a terminal session, only what follows `$ ` was typed.
         let mut console = false;

@@ -459,7 +459,7 @@ fn normal(text: &str) -> Res<String> {
 }
 
 /// README.md and docs/*.md, in name order.
-pub fn documents(repo: &Path) -> Res<Vec<PathBuf>> {
+fn documents(repo: &Path) -> Res<Vec<PathBuf>> {
     let mut files = vec![repo.join("README.md")];
     for entry in std::fs::read_dir(repo.join("docs"))? {
         let path = entry?.path();
@@ -482,14 +482,15 @@ fn worlds_can_be_made() -> bool {
 }
 
 /// A document, named as from the repository's top, with its marked blocks.
-struct Doc {
+pub struct Doc {
     path: PathBuf,
-    name: String,
-    text: String,
+    pub name: String,
+    pub text: String,
     blocks: Vec<Marked>,
 }
 
-fn read_docs(repo: &Path) -> Res<Vec<Doc>> {
+/// README.md and docs/*.md, read; a marker that cannot be read is an error.
+pub fn read_docs(repo: &Path) -> Res<Vec<Doc>> {
     let mut out = Vec::new();
     for path in documents(repo)? {
         let name = path
